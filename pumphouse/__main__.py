@@ -1,0 +1,3 @@
+from pumphouse.cli import main
+
+raise SystemExit(main())

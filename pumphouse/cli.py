@@ -1,0 +1,249 @@
+"""``pumphouse`` command line.
+
+Exit status
+-----------
+==== ==========================================================================
+0    success (``run``/``dev``: clean shutdown after SIGTERM/SIGINT)
+1    an unexpected error (a bug: the traceback is logged)
+2    invalid configuration or usage (every problem is listed by its path)
+3    could not start: the state store or a local server is unreachable
+130  a second SIGTERM/SIGINT cut the shutdown short
+==== ==========================================================================
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from pumphouse import __version__
+from pumphouse.errors import ConfigError, PumphouseError, StateStoreError
+from pumphouse.telemetry.logging import configure_logging
+
+if TYPE_CHECKING:
+    from pumphouse.config import Config
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_CONFIG = 2
+EXIT_UNAVAILABLE = 3
+
+SOURCES = ("sqs", "kinesis", "dynamodb", "kafka")
+
+
+def _add_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-c", "--config", required=True, type=Path, metavar="FILE", help="configuration file (YAML)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pumphouse",
+        description="Self-hosted AWS Lambda event source mappings.",
+    )
+    parser.add_argument("--version", action="version", version=f"pumphouse {__version__}")
+    parser.add_argument(
+        "--log-format",
+        choices=("json", "console", "auto"),
+        default=None,
+        help="log output (default: Settings.LogFormat, else console on a terminal, JSON otherwise)",
+    )
+    parser.add_argument("--log-level", default=None, help="debug, info, warning, error")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the service")
+    _add_config(run)
+
+    validate = commands.add_parser("validate", help="check a configuration and summarise it")
+    _add_config(validate)
+
+    dev = commands.add_parser(
+        "dev", help="start local servers and the resources a configuration names, then run"
+    )
+    _add_config(dev)
+    dev.add_argument(
+        "--produce",
+        type=float,
+        default=0.0,
+        metavar="RATE",
+        help="also send RATE sample records per second to every source (0: none)",
+    )
+    dev.add_argument(
+        "--no-run", action="store_true", help="start servers and create resources only"
+    )
+
+    invoke = commands.add_parser("invoke", help="invoke a function once, like `sam local invoke`")
+    _add_config(invoke)
+    invoke.add_argument("function", help="function name from Functions:")
+    invoke.add_argument(
+        "--event", "-e", default=None, help="event JSON file ('-' for stdin; default: {})"
+    )
+
+    events = commands.add_parser("events", help="sample events")
+    events_commands = events.add_subparsers(dest="events_command", required=True)
+    generate = events_commands.add_parser("generate", help="print a sample event of a source")
+    generate.add_argument("source", choices=SOURCES)
+    generate.add_argument("--records", type=int, default=1, help="records in the event")
+
+    redrive = commands.add_parser(
+        "redrive", help="move messages from an SQS dead-letter queue back to a queue"
+    )
+    redrive.add_argument("--from", dest="source_arn", required=True, metavar="DLQ_ARN")
+    redrive.add_argument("--to", dest="target_arn", required=True, metavar="QUEUE_ARN")
+    redrive.add_argument("--max", dest="max_messages", type=int, default=None, metavar="N")
+    redrive.add_argument("--rate", type=float, default=None, metavar="R", help="messages per second")
+    redrive.add_argument("--dry-run", action="store_true", help="count, move nothing")
+    redrive.add_argument("--region", default=None)
+    redrive.add_argument("--endpoint-url", default=None, help="SQS endpoint (default: SDK resolution)")
+    return parser
+
+
+def _load(path: Path) -> Config:
+    from pumphouse.config import load_config
+
+    return load_config(path)
+
+
+def _print_problems(err: ConfigError) -> None:
+    print(f"pumphouse: {err}", file=sys.stderr)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    rows = [("FUNCTION", "HANDLER", "MEMORY", "TIMEOUT", "RESERVED")]
+    for name, fn in config.Functions.items():
+        reserved = fn.ReservedConcurrentExecutions
+        rows.append((name, fn.Handler, f"{fn.MemorySize} MB", f"{fn.Timeout} s",
+                     "-" if reserved is None else str(reserved)))
+    _print_table(rows)
+    print()
+    rows = [("MAPPING", "UUID", "SOURCE", "FUNCTION", "BATCH", "WINDOW", "ENABLED")]
+    for mapping in config.EventSourceMappings:
+        rows.append((
+            mapping.label,
+            mapping.uuid,
+            mapping.source_type.value,
+            config.function_for(mapping),
+            str(mapping.batch_size),
+            f"{mapping.batching_window:g} s",
+            "yes" if mapping.Enabled else "no",
+        ))
+    _print_table(rows)
+    print(f"\n{args.config}: valid ({len(config.Functions)} functions, "
+          f"{len(config.EventSourceMappings)} mappings)")
+    return EXIT_OK
+
+
+def _print_table(rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from pumphouse.service import Service
+
+    config = _load(args.config)
+    _configure_logging(args, config)
+    return asyncio.run(Service(config).run())
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from pumphouse.devstack import run_dev
+
+    config = _load(args.config)
+    _configure_logging(args, config)
+    return run_dev(config, config_path=args.config, produce_rate=args.produce, run=not args.no_run)
+
+
+def cmd_invoke(args: argparse.Namespace) -> int:
+    from pumphouse.runtime.local import format_report, invoke_local
+
+    config = _load(args.config)
+    _configure_logging(args, config)
+    if args.function not in config.Functions:
+        known = ", ".join(sorted(config.Functions)) or "none"
+        print(f"pumphouse: no function {args.function!r} in {args.config} (known: {known})",
+              file=sys.stderr)
+        return EXIT_CONFIG
+    event: Any = {}
+    if args.event == "-":
+        event = orjson.loads(sys.stdin.buffer.read())
+    elif args.event:
+        try:
+            event = orjson.loads(Path(args.event).read_bytes())
+        except (OSError, orjson.JSONDecodeError) as err:
+            print(f"pumphouse: cannot read event {args.event}: {err}", file=sys.stderr)
+            return EXIT_CONFIG
+    spec = config.Functions[args.function].to_spec(args.function, config.Settings)
+    kwargs: dict[str, Any] = {"on_log": lambda line: print(line, file=sys.stderr)}
+    if config.Settings.PassEnvironment is not None:
+        kwargs["pass_environment"] = list(config.Settings.PassEnvironment)
+    result = asyncio.run(invoke_local(spec, event, **kwargs))
+    body = result.payload if result.ok else result.error
+    sys.stdout.buffer.write(orjson.dumps(body, option=orjson.OPT_INDENT_2) + b"\n")
+    print(format_report(result), file=sys.stderr)
+    return EXIT_OK if result.ok else EXIT_ERROR
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    from pumphouse.testing import sample_event
+
+    event = sample_event(args.source, records=args.records)
+    sys.stdout.buffer.write(orjson.dumps(event, option=orjson.OPT_INDENT_2) + b"\n")
+    return EXIT_OK
+
+
+def cmd_redrive(args: argparse.Namespace) -> int:
+    from pumphouse.pollers.sqs_redrive import redrive_main
+
+    configure_logging(fmt=args.log_format or "auto", level=args.log_level or "warning")
+    return redrive_main(args)
+
+
+def _configure_logging(args: argparse.Namespace, config: Config) -> None:
+    settings = config.Settings
+    configure_logging(
+        fmt=args.log_format or settings.LogFormat or "auto",
+        level=args.log_level or settings.LogLevel or "info",
+    )
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "validate": cmd_validate,
+    "dev": cmd_dev,
+    "invoke": cmd_invoke,
+    "events": cmd_events,
+    "redrive": cmd_redrive,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as err:
+        _print_problems(err)
+        return EXIT_CONFIG
+    except StateStoreError as err:
+        print(f"pumphouse: state store unavailable: {err}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except PumphouseError as err:
+        print(f"pumphouse: {err}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except KeyboardInterrupt:
+        return 130
+    except Exception:
+        import traceback
+
+        traceback.print_exc()
+        return EXIT_ERROR

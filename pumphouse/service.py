@@ -1,0 +1,279 @@
+"""The long-lived service: builds everything from the configuration and runs it.
+
+Lifecycle
+---------
+1. Check the state store answers (an unreachable store at start is one clear error).
+2. Start the runtime (worker pools), the AWS clients and the HTTP endpoints.
+3. Start one supervised poller per enabled mapping. A poller that fails is marked
+   ``PROBLEM: <reason>`` and restarted after a capped, jittered exponential backoff;
+   other mappings are never affected.
+4. On SIGTERM / SIGINT: stop polling, let in-flight batches finish for up to
+   ``Settings.ShutdownTimeoutSeconds``, flush checkpoints, release leases, stop the
+   workers, exit 0. A second signal exits at once with status 130.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import signal
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from pumphouse.aws import AwsClients
+from pumphouse.errors import PumphouseError, SourceError
+from pumphouse.pollers.base import MappingContext, MappingState, MappingStatus, Poller
+from pumphouse.telemetry.http import StatusServer
+from pumphouse.telemetry.metrics import MappingMetrics, Metrics, get_metrics
+
+if TYPE_CHECKING:
+    from pumphouse.config import Config, EventSourceMapping
+    from pumphouse.runtime import Runtime
+    from pumphouse.state import StateStore
+
+log = structlog.get_logger("pumphouse.service")
+
+#: Exit status when a second signal cuts shutdown short.
+EXIT_INTERRUPTED = 130
+
+PollerFactory = Callable[[MappingContext], Poller]
+
+
+def poller_factory(source: str) -> PollerFactory:
+    """The poller class of a source, imported on first use."""
+    if source == "sqs":
+        from pumphouse.pollers.sqs import SqsPoller
+
+        return SqsPoller
+    if source == "kinesis":
+        from pumphouse.pollers.kinesis import KinesisPoller
+
+        return KinesisPoller
+    if source == "dynamodb":
+        from pumphouse.pollers.dynamodb import DynamoDBStreamsPoller
+
+        return DynamoDBStreamsPoller
+    if source == "kafka":
+        from pumphouse.pollers.kafka import KafkaPoller
+
+        return KafkaPoller
+    raise SourceError(f"unsupported event source {source!r}", retryable=False)
+
+
+def backoff_delay(attempt: int, *, base: float = 1.0, cap: float = 60.0) -> float:
+    """Full-jitter exponential backoff: uniform in [0, min(cap, base * 2**attempt)]."""
+    return random.uniform(0, min(cap, base * (2 ** min(attempt, 30))))  # noqa: S311 - jitter, not crypto
+
+
+class Service:
+    """pumphouse's main job: every enabled mapping of one configuration."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        metrics: Metrics | None = None,
+        replica_id: str | None = None,
+        factory: Callable[[str], PollerFactory] = poller_factory,
+    ) -> None:
+        self.config = config
+        self.settings = config.Settings
+        self.metrics = metrics or get_metrics()
+        self.replica_id = replica_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self._factory = factory
+        self.stopping = asyncio.Event()
+        self.statuses: dict[str, MappingStatus] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._signals = 0
+        self.runtime: Runtime | None = None
+        self.state: StateStore | None = None
+        self.aws: AwsClients | None = None
+        self.http: StatusServer | None = None
+        self.started = asyncio.Event()
+
+    # -- views for the HTTP endpoints ---------------------------------------------------
+    def mapping_views(self) -> list[dict[str, Any]]:
+        return [status.to_json() for status in self.statuses.values()]
+
+    def readiness(self) -> tuple[bool, str]:
+        if not self.started.is_set():
+            return False, "starting"
+        waiting = [
+            s.label
+            for s in self.statuses.values()
+            if s.state is not MappingState.DISABLED and not s.source_reachable
+        ]
+        if waiting:
+            return False, "not started: " + ", ".join(sorted(waiting))
+        return True, "all enabled mappings started"
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def request_stop(self) -> None:
+        self._signals += 1
+        if self._signals > 1:
+            log.warning("second signal: exiting at once")
+            os._exit(EXIT_INTERRUPTED)
+        log.info("stopping", shutdown_timeout=self.settings.ShutdownTimeoutSeconds)
+        self.stopping.set()
+
+    def install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+
+    async def start(self) -> None:
+        from pumphouse.runtime import Runtime
+        from pumphouse.state import check_state_store, open_state_store
+
+        settings = self.settings
+        await check_state_store(settings.StateStore)
+        self.state = open_state_store(settings.StateStore)
+        functions = {name: fn.to_spec(name, settings) for name, fn in self.config.Functions.items()}
+        runtime_kwargs: dict[str, Any] = {
+            "max_concurrency": settings.max_concurrency,
+            "worker_idle_seconds": settings.WorkerIdleSeconds,
+            "metrics": self.metrics,
+        }
+        if settings.PassEnvironment is not None:
+            runtime_kwargs["pass_environment"] = list(settings.PassEnvironment)
+        self.runtime = Runtime(functions, **runtime_kwargs)
+        await self.runtime.start()
+        self.aws = AwsClients(region=settings.Region, endpoints=settings.endpoint_urls())
+        self.http = StatusServer(
+            metrics=self.metrics,
+            address=settings.MetricsAddress,
+            mappings=self.mapping_views,
+            ready=self.readiness,
+        )
+        await self.http.start()
+        for mapping in self.config.EventSourceMappings:
+            self._start_mapping(mapping, functions)
+        self.started.set()
+        log.info(
+            "started",
+            replica=self.replica_id,
+            mappings=len(self.statuses),
+            metrics_address=f"{self.http.host}:{self.http.port}",
+            state_store=self.state.kind,
+        )
+
+    def _start_mapping(self, mapping: EventSourceMapping, functions: dict[str, Any]) -> None:
+        assert self.runtime is not None and self.state is not None and self.aws is not None
+        function_name = self.config.function_for(mapping)
+        source = mapping.source_type.value
+        metrics = MappingMetrics(
+            self.metrics, mapping=mapping.label, function=function_name, source=source
+        )
+        status = MappingStatus(
+            uuid=mapping.uuid,
+            label=mapping.label,
+            function=function_name,
+            source=source,
+            metrics=metrics,
+        )
+        self.statuses[mapping.uuid] = status
+        if not mapping.Enabled:
+            status.set_state(MappingState.DISABLED, "User action")
+            return
+        status.set_state(MappingState.ENABLING)
+        ctx = MappingContext(
+            mapping=mapping,
+            config=self.config,
+            function=functions[function_name],
+            runtime=self.runtime,
+            state=self.state,
+            aws=self.aws,
+            metrics=metrics,
+            status=status,
+            stopping=self.stopping,
+            replica_id=self.replica_id,
+            shutdown_timeout=self.settings.ShutdownTimeoutSeconds,
+        )
+        task = asyncio.create_task(self._supervise(ctx), name=f"mapping:{mapping.label}")
+        self._tasks.append(task)
+
+    async def _supervise(self, ctx: MappingContext) -> None:
+        """Run a mapping's poller; on failure mark PROBLEM, back off and restart."""
+        bound = log.bind(mapping=ctx.mapping.label, function=ctx.status.function)
+        failures = 0
+        while not self.stopping.is_set():
+            started_at = time.monotonic()
+            try:
+                poller = self._factory(ctx.status.source)(ctx)
+                await poller.run()
+                if self.stopping.is_set():
+                    break
+                raise SourceError("poller returned before shutdown")
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:  # noqa: BLE001 - one mapping's failure must not stop others
+                message = str(err) if isinstance(err, PumphouseError) else f"{type(err).__name__}: {err}"
+                ctx.status.problem(message)
+                ctx.metrics.restarts.inc()
+                if time.monotonic() - started_at > 60:
+                    failures = 0  # it ran for a while: start backing off from scratch
+                delay = backoff_delay(failures)
+                failures += 1
+                bound.error(
+                    "mapping failed; restarting",
+                    error=message,
+                    retry_in_seconds=round(delay, 2),
+                    exc_info=not isinstance(err, PumphouseError),
+                )
+                await _sleep_unless(self.stopping, delay)
+        ctx.status.set_state(MappingState.DISABLED, "Service shutdown")
+
+    async def wait_stopped(self) -> None:
+        await self.stopping.wait()
+
+    async def shutdown(self) -> None:
+        """Drain mappings, then stop workers, clients and endpoints (bounded in time)."""
+        self.stopping.set()
+        timeout = self.settings.ShutdownTimeoutSeconds
+        if self._tasks:
+            done, pending = await asyncio.wait(self._tasks, timeout=timeout + 5)
+            for task in pending:
+                task.cancel()
+            for task in pending:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            if pending:
+                log.warning("mappings did not drain in time", mappings=[t.get_name() for t in pending])
+        steps: list[tuple[str, Callable[[], Awaitable[None]]]] = []
+        if self.runtime is not None:
+            runtime = self.runtime
+            steps.append(("runtime", lambda: runtime.stop(timeout=min(timeout, 10.0))))
+        if self.state is not None:
+            steps.append(("state store", self.state.close))
+        if self.aws is not None:
+            steps.append(("aws clients", self.aws.close))
+        if self.http is not None:
+            steps.append(("http", self.http.stop))
+        for what, step in steps:
+            try:
+                await step()
+            except Exception as err:  # noqa: BLE001 - shutdown must reach every step
+                log.warning("shutdown step failed", step=what, error=str(err))
+        log.info("stopped")
+
+    async def run(self) -> int:
+        """Start, run until a signal, shut down. Returns the exit status."""
+        self.install_signal_handlers()
+        try:
+            await self.start()
+            await self.wait_stopped()
+        finally:
+            await self.shutdown()
+        return 0
+
+
+async def _sleep_unless(event: asyncio.Event, delay: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), timeout=delay)
