@@ -98,10 +98,14 @@ def build_parser() -> argparse.ArgumentParser:
     redrive.add_argument("--from", dest="source_arn", required=True, metavar="DLQ_ARN")
     redrive.add_argument("--to", dest="target_arn", required=True, metavar="QUEUE_ARN")
     redrive.add_argument("--max", dest="max_messages", type=int, default=None, metavar="N")
-    redrive.add_argument("--rate", type=float, default=None, metavar="R", help="messages per second")
+    redrive.add_argument(
+        "--rate", type=float, default=None, metavar="R", help="messages per second"
+    )
     redrive.add_argument("--dry-run", action="store_true", help="count, move nothing")
     redrive.add_argument("--region", default=None)
-    redrive.add_argument("--endpoint-url", default=None, help="SQS endpoint (default: SDK resolution)")
+    redrive.add_argument(
+        "--endpoint-url", default=None, help="SQS endpoint (default: SDK resolution)"
+    )
     return parser
 
 
@@ -120,31 +124,44 @@ def cmd_validate(args: argparse.Namespace) -> int:
     rows = [("FUNCTION", "HANDLER", "MEMORY", "TIMEOUT", "RESERVED")]
     for name, fn in config.Functions.items():
         reserved = fn.ReservedConcurrentExecutions
-        rows.append((name, fn.Handler, f"{fn.MemorySize} MB", f"{fn.Timeout} s",
-                     "-" if reserved is None else str(reserved)))
+        rows.append(
+            (
+                name,
+                fn.Handler,
+                f"{fn.MemorySize} MB",
+                f"{fn.Timeout} s",
+                "-" if reserved is None else str(reserved),
+            )
+        )
     _print_table(rows)
     print()
     rows = [("MAPPING", "UUID", "SOURCE", "FUNCTION", "BATCH", "WINDOW", "ENABLED")]
     for mapping in config.EventSourceMappings:
-        rows.append((
-            mapping.label,
-            mapping.uuid,
-            mapping.source_type.value,
-            config.function_for(mapping),
-            str(mapping.batch_size),
-            f"{mapping.batching_window:g} s",
-            "yes" if mapping.Enabled else "no",
-        ))
+        rows.append(
+            (
+                mapping.label,
+                mapping.uuid,
+                mapping.source_type.value,
+                config.function_for(mapping),
+                str(mapping.batch_size),
+                f"{mapping.batching_window:g} s",
+                "yes" if mapping.Enabled else "no",
+            )
+        )
     _print_table(rows)
-    print(f"\n{args.config}: valid ({len(config.Functions)} functions, "
-          f"{len(config.EventSourceMappings)} mappings)")
+    print(
+        f"\n{args.config}: valid ({len(config.Functions)} functions, "
+        f"{len(config.EventSourceMappings)} mappings)"
+    )
     return EXIT_OK
 
 
 def _print_table(rows: Sequence[Sequence[str]]) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -170,8 +187,10 @@ def cmd_invoke(args: argparse.Namespace) -> int:
     _configure_logging(args, config)
     if args.function not in config.Functions:
         known = ", ".join(sorted(config.Functions)) or "none"
-        print(f"pumphouse: no function {args.function!r} in {args.config} (known: {known})",
-              file=sys.stderr)
+        print(
+            f"pumphouse: no function {args.function!r} in {args.config} (known: {known})",
+            file=sys.stderr,
+        )
         return EXIT_CONFIG
     event: Any = {}
     if args.event == "-":

@@ -35,7 +35,7 @@ import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, ClassVar
+from typing import IO, Any, ClassVar
 
 from pumphouse.errors import PumphouseError
 
@@ -69,7 +69,7 @@ def _port_open(port: int) -> bool:
 
 def _http_ok(url: str) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=1.0) as response:  # noqa: S310 - loopback URL we built
+        with urllib.request.urlopen(url, timeout=1.0) as response:
             return 200 <= int(response.status) < 300
     except (urllib.error.URLError, OSError):
         return False
@@ -135,7 +135,7 @@ class ManagedServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
         try:
-            self.process = subprocess.Popen(  # noqa: S603 - fixed argv built by us
+            self.process = subprocess.Popen(
                 self.command(),
                 cwd=self.cwd(),
                 env=self.environment(),
@@ -243,8 +243,14 @@ class RedisServer(ManagedServer):
             else ["--appendonly", "no", "--save", ""]
         )
         return [
-            binary, "--port", str(self.port), "--bind", LOOPBACK,
-            "--dir", str(self.workdir), *persistence,
+            binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            LOOPBACK,
+            "--dir",
+            str(self.workdir),
+            *persistence,
         ]
 
     def ready(self) -> bool:
@@ -278,7 +284,7 @@ class MotoServer(ManagedServer):
     def reset(self) -> None:
         """Wipe every resource the server holds."""
         request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")
-        with urllib.request.urlopen(request, timeout=5):  # noqa: S310 - loopback URL we built
+        with urllib.request.urlopen(request, timeout=5):
             pass
 
 
@@ -332,9 +338,15 @@ class KinesisMock(ManagedServer):
             LOG_LEVEL="WARN",
         )
         for op in (
-            "CREATE_STREAM", "DELETE_STREAM", "REGISTER_STREAM_CONSUMER",
-            "DEREGISTER_STREAM_CONSUMER", "MERGE_SHARDS", "SPLIT_SHARD",
-            "START_STREAM_ENCRYPTION", "STOP_STREAM_ENCRYPTION", "UPDATE_SHARD_COUNT",
+            "CREATE_STREAM",
+            "DELETE_STREAM",
+            "REGISTER_STREAM_CONSUMER",
+            "DEREGISTER_STREAM_CONSUMER",
+            "MERGE_SHARDS",
+            "SPLIT_SHARD",
+            "START_STREAM_ENCRYPTION",
+            "STOP_STREAM_ENCRYPTION",
+            "UPDATE_SHARD_COUNT",
             "UPDATE_STREAM_MODE",
         ):
             env[f"{op}_DURATION"] = "0ms"
@@ -370,10 +382,14 @@ class TansuBroker(ManagedServer):
     def command(self) -> list[str]:
         url = f"tcp://{LOOPBACK}:{self.port}"
         return [
-            tansu_binary(), "broker",
-            "--listener-url", url,
-            "--advertised-listener-url", url,
-            "--storage-engine", self.storage,
+            tansu_binary(),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            self.storage,
         ]
 
     def environment(self) -> dict[str, str]:
@@ -410,11 +426,340 @@ def local_aws_environment(
     return env
 
 
-def stop_all(servers: Sequence[ManagedServer], *, on_error: Callable[[str], None] | None = None) -> None:
+def stop_all(
+    servers: Sequence[ManagedServer], *, on_error: Callable[[str], None] | None = None
+) -> None:
     """Stop servers in reverse start order, reporting (not raising) failures."""
     for server in reversed(servers):
         try:
             server.stop()
-        except Exception as err:  # noqa: BLE001 - shutdown must reach every server
+        except Exception as err:
             if on_error is not None:
                 on_error(f"{server.name}: {err}")
+
+
+# ---------------------------------------------------------------------------------------
+# ``pumphouse dev``: servers + resources + the service (+ an optional sample producer)
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class DevPlan:
+    """What a configuration needs locally: servers and the resources to create."""
+
+    moto: bool = False
+    kinesis: bool = False
+    kafka: bool = False
+    redis: bool = False
+    queues: dict[str, dict[str, str]] = field(default_factory=dict)
+    topics_sns: set[str] = field(default_factory=set)
+    buckets: set[str] = field(default_factory=set)
+    streams: dict[str, int] = field(default_factory=dict)
+    tables: dict[str, dict[str, str]] = field(default_factory=dict)
+    kafka_topics: dict[str, int] = field(default_factory=dict)
+
+
+def _arn_resource(arn: str) -> tuple[str, str]:
+    """(service, resource) of an ARN: ``arn:aws:sqs:r:a:q`` → (``sqs``, ``q``)."""
+    parts = arn.split(":", 5)
+    return parts[2], parts[5] if len(parts) > 5 else ""
+
+
+def plan_for(config: Any) -> DevPlan:
+    """Work out servers and resources from the mappings, destinations and ``Dev`` section."""
+    plan = DevPlan()
+    dev = getattr(config, "Dev", None)
+    for mapping in config.EventSourceMappings:
+        source = mapping.source_type.value
+        if source == "sqs":
+            plan.moto = True
+            plan.queues.setdefault(mapping.resource_name, {})
+        elif source == "kinesis":
+            plan.kinesis = True
+            plan.streams.setdefault(mapping.resource_name, 1)
+        elif source == "dynamodb":
+            plan.moto = True
+            plan.tables.setdefault(mapping.resource_name, {})
+        elif source == "kafka":
+            plan.kafka = True
+            plan.kafka_topics.setdefault(mapping.topic, 4)
+        destination = mapping.on_failure_destination
+        if destination:
+            if destination.startswith("kafka://"):
+                plan.kafka = True
+                plan.kafka_topics.setdefault(destination.removeprefix("kafka://"), 1)
+            else:
+                service, resource = _arn_resource(destination)
+                plan.moto = True
+                if service == "sqs":
+                    plan.queues.setdefault(resource, {})
+                elif service == "sns":
+                    plan.topics_sns.add(resource)
+                elif service == "s3":
+                    plan.buckets.add(resource)
+    if dev is not None:
+        for name, attributes in (dev.Queues or {}).items():
+            plan.moto = True
+            plan.queues[name] = {
+                k: (v if isinstance(v, str) else _json_text(v)) for k, v in attributes.items()
+            }
+            redrive = attributes.get("RedrivePolicy")
+            if isinstance(redrive, dict) and "deadLetterTargetArn" in redrive:
+                plan.queues.setdefault(_arn_resource(str(redrive["deadLetterTargetArn"]))[1], {})
+        for name, shards in (dev.Streams or {}).items():
+            plan.kinesis = True
+            plan.streams[name] = int(shards)
+        for name, partitions in (dev.Topics or {}).items():
+            plan.kafka = True
+            plan.kafka_topics[name] = int(partitions)
+    store = str(config.Settings.StateStore)
+    plan.redis = store.startswith("redis") and not _redis_answers(store)
+    return plan
+
+
+def _json_text(value: Any) -> str:
+    import json
+
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _redis_answers(url: str) -> bool:
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url)
+    host = parsed.hostname or LOOPBACK
+    port = parsed.port or 6379
+    if host not in ("localhost", LOOPBACK) and not host.startswith("127."):
+        return True  # not ours to start: the service reports it if it does not answer
+    try:
+        with socket.create_connection((host, port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith((b"+PONG", b"-NOAUTH"))
+    except OSError:
+        return False
+
+
+@dataclass
+class DevStack:
+    """The running local servers of a ``pumphouse dev`` session."""
+
+    plan: DevPlan
+    servers: list[ManagedServer] = field(default_factory=list)
+    moto: MotoServer | None = None
+    kinesis: KinesisMock | None = None
+    tansu: TansuBroker | None = None
+    redis: RedisServer | None = None
+
+    def start(self, *, redis_port: int | None = None) -> DevStack:
+        try:
+            if self.plan.moto:
+                self.moto = MotoServer()
+                self.servers.append(self.moto.start())
+            if self.plan.kinesis:
+                self.kinesis = KinesisMock()
+                self.servers.append(self.kinesis.start())
+            if self.plan.kafka:
+                self.tansu = TansuBroker()
+                self.servers.append(self.tansu.start())
+            if self.plan.redis:
+                self.redis = RedisServer(port=redis_port) if redis_port else RedisServer()
+                self.servers.append(self.redis.start())
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        stop_all(self.servers)
+        self.servers.clear()
+
+    def environment(self, region: str) -> dict[str, str]:
+        return local_aws_environment(
+            moto_url=self.moto.url if self.moto else None,
+            kinesis_url=self.kinesis.url if self.kinesis else None,
+            region=region,
+        )
+
+    @property
+    def pids(self) -> list[int]:
+        return [s.pid for s in self.servers if s.pid is not None]
+
+
+async def create_resources(config: Any, stack: DevStack) -> dict[str, str]:
+    """Create what the plan names, if missing. Returns DynamoDB stream ARNs by table."""
+    from pumphouse.aws import AwsClients
+
+    region = str(config.Settings.Region)
+    endpoints = {
+        "Sqs": stack.moto.url if stack.moto else None,
+        "Sns": stack.moto.url if stack.moto else None,
+        "S3": stack.moto.url if stack.moto else None,
+        "DynamoDB": stack.moto.url if stack.moto else None,
+        "Kinesis": stack.kinesis.url if stack.kinesis else None,
+    }
+    clients = AwsClients(region=region, endpoints=endpoints)
+    stream_arns: dict[str, str] = {}
+    try:
+        plan = stack.plan
+        if plan.queues:
+            sqs = await clients.client("sqs")
+            # Dead-letter queues first, so a redrive policy can point at them.
+            ordered = sorted(plan.queues.items(), key=lambda kv: "RedrivePolicy" in kv[1])
+            for name, attributes in ordered:
+                attrs = dict(attributes)
+                if name.endswith(".fifo"):
+                    attrs.setdefault("FifoQueue", "true")
+                await sqs.create_queue(QueueName=name, Attributes=attrs)
+        if plan.topics_sns:
+            sns = await clients.client("sns")
+            for topic in plan.topics_sns:
+                await sns.create_topic(Name=topic)
+        if plan.buckets:
+            s3 = await clients.client("s3")
+            for bucket in plan.buckets:
+                kwargs: dict[str, Any] = {"Bucket": bucket}
+                if region != "us-east-1":
+                    kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
+                try:
+                    await s3.create_bucket(**kwargs)
+                except Exception as err:
+                    if "BucketAlready" not in str(err):
+                        raise
+        if plan.streams:
+            kinesis = await clients.client("kinesis")
+            existing = set((await kinesis.list_streams()).get("StreamNames", []))
+            for name, shards in plan.streams.items():
+                if name not in existing:
+                    await kinesis.create_stream(StreamName=name, ShardCount=shards)
+                    waiter = kinesis.get_waiter("stream_exists")
+                    await waiter.wait(
+                        StreamName=name, WaiterConfig={"Delay": 0.2, "MaxAttempts": 100}
+                    )
+        if plan.tables:
+            ddb = await clients.client("dynamodb")
+            existing = set((await ddb.list_tables()).get("TableNames", []))
+            for name, spec in plan.tables.items():
+                if name not in existing:
+                    key = spec.get("HashKey", "id")
+                    await ddb.create_table(
+                        TableName=name,
+                        KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
+                        AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
+                        BillingMode="PAY_PER_REQUEST",
+                        StreamSpecification={
+                            "StreamEnabled": True,
+                            "StreamViewType": spec.get("StreamViewType", "NEW_AND_OLD_IMAGES"),
+                        },
+                    )
+                table = (await ddb.describe_table(TableName=name))["Table"]
+                stream_arns[name] = str(table["LatestStreamArn"])
+    finally:
+        await clients.close()
+    if stack.plan.kafka_topics and stack.tansu is not None:
+        await create_kafka_topics(stack.tansu.bootstrap, stack.plan.kafka_topics)
+    return stream_arns
+
+
+async def create_kafka_topics(bootstrap: str, topics: Mapping[str, int]) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        new = [
+            NewTopic(name=name, num_partitions=partitions, replication_factor=1)
+            for name, partitions in topics.items()
+            if name not in existing
+        ]
+        if new:
+            await admin.create_topics(new)
+    finally:
+        await admin.close()
+
+
+def localize(config: Any, stack: DevStack, stream_arns: Mapping[str, str]) -> Any:
+    """The configuration pointed at the local servers (endpoints, bootstrap, stream ARNs)."""
+    mappings = []
+    for mapping in config.EventSourceMappings:
+        update: dict[str, Any] = {}
+        source = mapping.source_type.value
+        if source == "dynamodb" and mapping.resource_name in stream_arns:
+            update["EventSourceArn"] = stream_arns[mapping.resource_name]
+            if mapping.UUID is None:
+                update["UUID"] = mapping.uuid  # keep the UUID derived from the configured ARN
+        if source == "kafka" and stack.tansu is not None:
+            update["SelfManagedEventSource"] = {
+                "Endpoints": {"KAFKA_BOOTSTRAP_SERVERS": [stack.tansu.bootstrap]}
+            }
+            if mapping.UUID is None:
+                update["UUID"] = mapping.uuid
+        mappings.append(mapping.model_copy(update=update) if update else mapping)
+    settings_update: dict[str, Any] = {"Endpoints": None}
+    if stack.redis is not None:
+        settings_update["StateStore"] = stack.redis.url
+    settings = config.Settings.model_copy(update=settings_update)
+    return config.model_copy(update={"EventSourceMappings": mappings, "Settings": settings})
+
+
+def run_dev(config: Any, *, config_path: Path, produce_rate: float = 0.0, run: bool = True) -> int:
+    """``pumphouse dev``: servers, resources, then the service until Ctrl-C."""
+    import asyncio
+
+    import structlog
+
+    log = structlog.get_logger("pumphouse.dev")
+    plan = plan_for(config)
+    stack = DevStack(plan)
+    redis_port = None
+    if plan.redis:
+        from urllib.parse import urlparse
+
+        redis_port = urlparse(str(config.Settings.StateStore)).port
+    stack.start(redis_port=redis_port)
+    env = stack.environment(str(config.Settings.Region))
+    os.environ.update(env)
+    log.info(
+        "local servers started",
+        servers={s.name: f"{LOOPBACK}:{s.port}" for s in stack.servers},
+        config=str(config_path),
+    )
+    try:
+        stream_arns = asyncio.run(create_resources(config, stack))
+        local_config = localize(config, stack, stream_arns)
+        log.info(
+            "resources ready",
+            queues=sorted(plan.queues),
+            streams=sorted(plan.streams),
+            tables=sorted(plan.tables),
+            topics=sorted(plan.kafka_topics),
+        )
+        if not run:
+            print(_json_text({"servers": {s.name: s.port for s in stack.servers}, "env": env}))
+            return 0
+        return asyncio.run(_serve(local_config, stack, produce_rate))
+    finally:
+        stack.stop()
+        log.info("local servers stopped")
+
+
+async def _serve(config: Any, stack: DevStack, produce_rate: float) -> int:
+    import asyncio
+
+    from pumphouse.service import Service
+
+    service = Service(config)
+    producer: asyncio.Task[None] | None = None
+    if produce_rate > 0:
+        from pumphouse.devproducer import produce_samples
+
+        producer = asyncio.create_task(
+            produce_samples(config, stack, rate=produce_rate, stop=service.stopping)
+        )
+    try:
+        return await service.run()
+    finally:
+        if producer is not None:
+            producer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await producer

@@ -69,7 +69,7 @@ def poller_factory(source: str) -> PollerFactory:
 
 def backoff_delay(attempt: int, *, base: float = 1.0, cap: float = 60.0) -> float:
     """Full-jitter exponential backoff: uniform in [0, min(cap, base * 2**attempt)]."""
-    return random.uniform(0, min(cap, base * (2 ** min(attempt, 30))))  # noqa: S311 - jitter, not crypto
+    return random.uniform(0, min(cap, base * (2 ** min(attempt, 30))))
 
 
 class Service:
@@ -86,7 +86,9 @@ class Service:
         self.config = config
         self.settings = config.Settings
         self.metrics = metrics or get_metrics()
-        self.replica_id = replica_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.replica_id = (
+            replica_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        )
         self._factory = factory
         self.stopping = asyncio.Event()
         self.statuses: dict[str, MappingStatus] = {}
@@ -213,8 +215,10 @@ class Service:
                 raise SourceError("poller returned before shutdown")
             except asyncio.CancelledError:
                 raise
-            except Exception as err:  # noqa: BLE001 - one mapping's failure must not stop others
-                message = str(err) if isinstance(err, PumphouseError) else f"{type(err).__name__}: {err}"
+            except Exception as err:
+                message = (
+                    str(err) if isinstance(err, PumphouseError) else f"{type(err).__name__}: {err}"
+                )
                 ctx.status.problem(message)
                 ctx.metrics.restarts.inc()
                 if time.monotonic() - started_at > 60:
@@ -238,14 +242,16 @@ class Service:
         self.stopping.set()
         timeout = self.settings.ShutdownTimeoutSeconds
         if self._tasks:
-            done, pending = await asyncio.wait(self._tasks, timeout=timeout + 5)
+            _, pending = await asyncio.wait(self._tasks, timeout=timeout + 5)
             for task in pending:
                 task.cancel()
             for task in pending:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             if pending:
-                log.warning("mappings did not drain in time", mappings=[t.get_name() for t in pending])
+                log.warning(
+                    "mappings did not drain in time", mappings=[t.get_name() for t in pending]
+                )
         steps: list[tuple[str, Callable[[], Awaitable[None]]]] = []
         if self.runtime is not None:
             runtime = self.runtime
@@ -259,7 +265,7 @@ class Service:
         for what, step in steps:
             try:
                 await step()
-            except Exception as err:  # noqa: BLE001 - shutdown must reach every step
+            except Exception as err:
                 log.warning("shutdown step failed", step=what, error=str(err))
         log.info("stopped")
 

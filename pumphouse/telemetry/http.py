@@ -28,7 +28,7 @@ def parse_address(address: str) -> tuple[str, int]:
     host, sep, port = address.rpartition(":")
     if not sep or not port.isdigit():
         raise ValueError(f"{address!r} is not host:port")
-    return host.strip("[]") or "0.0.0.0", int(port)  # noqa: S104 - default bind address of the service
+    return host.strip("[]") or "0.0.0.0", int(port)
 
 
 class LoopWatchdog:

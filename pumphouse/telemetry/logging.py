@@ -39,12 +39,12 @@ def parse_level(level: str | int | None) -> int:
     try:
         return _LEVELS[level.lower()]
     except KeyError:
-        raise ValueError(
-            f"unknown log level {level!r}; use one of {', '.join(_LEVELS)}"
-        ) from None
+        raise ValueError(f"unknown log level {level!r}; use one of {', '.join(_LEVELS)}") from None
 
 
-def configure_logging(*, fmt: LogFormat | str | None = "auto", level: str | int | None = "info") -> None:
+def configure_logging(
+    *, fmt: LogFormat | str | None = "auto", level: str | int | None = "info"
+) -> None:
     """Configure structlog (and route stdlib logging of libraries through it) once."""
     renderer: structlog.typing.Processor
     if resolve_format(fmt) == "json":

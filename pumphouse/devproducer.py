@@ -1,0 +1,111 @@
+"""A small producer for ``pumphouse dev --produce RATE``: sample records into every source.
+
+Each tick sends one JSON record to every mapping's source (SQS message, Kinesis record,
+DynamoDB item, Kafka record), so a newcomer sees batches flowing through each handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import time
+from typing import Any
+
+import orjson
+import structlog
+
+from pumphouse.aws import AwsClients
+
+log = structlog.get_logger("pumphouse.dev.producer")
+
+
+def sample_order(n: int) -> dict[str, Any]:
+    """The n-th sample record: a small order, varied enough for filters to bite."""
+    return {
+        "orderId": f"order-{n:06d}",
+        "customer": f"customer-{n % 7}",
+        "amount": round(5 + (n * 37 % 500) / 3, 2),
+        "status": ("NEW", "PAID", "SHIPPED")[n % 3],
+        "createdAt": time.time(),
+    }
+
+
+async def produce_samples(config: Any, stack: Any, *, rate: float, stop: asyncio.Event) -> None:
+    """Send ``rate`` records per second to every source until ``stop`` is set."""
+    clients = AwsClients(
+        region=str(config.Settings.Region),
+        endpoints={
+            "Sqs": stack.moto.url if stack.moto else None,
+            "DynamoDB": stack.moto.url if stack.moto else None,
+            "Kinesis": stack.kinesis.url if stack.kinesis else None,
+        },
+    )
+    producer = None
+    if stack.tansu is not None:
+        from aiokafka import AIOKafkaProducer
+
+        producer = AIOKafkaProducer(bootstrap_servers=stack.tansu.bootstrap)
+        await producer.start()
+    interval = 1.0 / rate
+    sent = 0
+    try:
+        queue_urls: dict[str, str] = {}
+        for n in itertools.count():
+            if stop.is_set():
+                break
+            record = sample_order(n)
+            body = orjson.dumps(record)
+            for mapping in config.EventSourceMappings:
+                if not mapping.Enabled:
+                    continue
+                try:
+                    await _send(mapping, record, body, clients, producer, queue_urls)
+                    sent += 1
+                except Exception as err:  # noqa: BLE001 - a demo producer logs and goes on
+                    log.warning("sample send failed", mapping=mapping.label, error=str(err))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=interval)
+    finally:
+        log.info("sample producer stopped", sent=sent)
+        if producer is not None:
+            await producer.stop()
+        await clients.close()
+
+
+async def _send(
+    mapping: Any,
+    record: dict[str, Any],
+    body: bytes,
+    clients: AwsClients,
+    producer: Any,
+    queue_urls: dict[str, str],
+) -> None:
+    source = mapping.source_type.value
+    if source == "sqs":
+        sqs = await clients.client("sqs")
+        name = mapping.resource_name
+        if name not in queue_urls:
+            queue_urls[name] = (await sqs.get_queue_url(QueueName=name))["QueueUrl"]
+        extra: dict[str, Any] = {}
+        if mapping.is_fifo:
+            extra = {"MessageGroupId": record["customer"], "MessageDeduplicationId": record["orderId"]}
+        await sqs.send_message(QueueUrl=queue_urls[name], MessageBody=body.decode(), **extra)
+    elif source == "kinesis":
+        kinesis = await clients.client("kinesis")
+        await kinesis.put_record(
+            StreamName=mapping.resource_name, Data=body, PartitionKey=record["customer"]
+        )
+    elif source == "dynamodb":
+        ddb = await clients.client("dynamodb")
+        await ddb.put_item(
+            TableName=mapping.resource_name,
+            Item={
+                "id": {"S": record["orderId"]},
+                "customer": {"S": record["customer"]},
+                "amount": {"N": str(record["amount"])},
+                "status": {"S": record["status"]},
+            },
+        )
+    elif source == "kafka" and producer is not None:
+        await producer.send_and_wait(mapping.topic, body, key=record["customer"].encode())
