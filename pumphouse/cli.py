@@ -142,7 +142,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 mapping.label,
                 mapping.uuid,
                 mapping.source_type.value,
-                config.function_for(mapping),
+                mapping.function_name,
                 str(mapping.batch_size),
                 f"{mapping.batching_window:g} s",
                 "yes" if mapping.Enabled else "no",

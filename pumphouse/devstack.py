@@ -679,27 +679,27 @@ async def create_kafka_topics(bootstrap: str, topics: Mapping[str, int]) -> None
 
 
 def localize(config: Any, stack: DevStack, stream_arns: Mapping[str, str]) -> Any:
-    """The configuration pointed at the local servers (endpoints, bootstrap, stream ARNs)."""
-    mappings = []
-    for mapping in config.EventSourceMappings:
-        update: dict[str, Any] = {}
+    """The configuration pointed at the local servers (endpoints, bootstrap, stream ARNs).
+
+    Built by validating the changed data again (never ``model_copy``), so every derived
+    value follows; each mapping keeps the UUID derived from the file as written.
+    """
+    from pumphouse.config import Config
+
+    data = config.model_dump(mode="json", exclude_none=True)
+    for raw, mapping in zip(data["EventSourceMappings"], config.EventSourceMappings, strict=True):
         source = mapping.source_type.value
+        raw["UUID"] = mapping.uuid
         if source == "dynamodb" and mapping.resource_name in stream_arns:
-            update["EventSourceArn"] = stream_arns[mapping.resource_name]
-            if mapping.UUID is None:
-                update["UUID"] = mapping.uuid  # keep the UUID derived from the configured ARN
+            raw["EventSourceArn"] = stream_arns[mapping.resource_name]
         if source == "kafka" and stack.tansu is not None:
-            update["SelfManagedEventSource"] = {
+            raw["SelfManagedEventSource"] = {
                 "Endpoints": {"KAFKA_BOOTSTRAP_SERVERS": [stack.tansu.bootstrap]}
             }
-            if mapping.UUID is None:
-                update["UUID"] = mapping.uuid
-        mappings.append(mapping.model_copy(update=update) if update else mapping)
-    settings_update: dict[str, Any] = {"Endpoints": None}
+    data["Settings"].pop("Endpoints", None)
     if stack.redis is not None:
-        settings_update["StateStore"] = stack.redis.url
-    settings = config.Settings.model_copy(update=settings_update)
-    return config.model_copy(update={"EventSourceMappings": mappings, "Settings": settings})
+        data["Settings"]["StateStore"] = stack.redis.url
+    return Config.model_validate(data, context={"base_dir": config.base_dir})
 
 
 def run_dev(config: Any, *, config_path: Path, produce_rate: float = 0.0, run: bool = True) -> int:
@@ -722,6 +722,7 @@ def run_dev(config: Any, *, config_path: Path, produce_rate: float = 0.0, run: b
     log.info(
         "local servers started",
         servers={s.name: f"{LOOPBACK}:{s.port}" for s in stack.servers},
+        pids={s.name: s.pid for s in stack.servers},
         config=str(config_path),
     )
     try:

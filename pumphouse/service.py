@@ -168,7 +168,7 @@ class Service:
 
     def _start_mapping(self, mapping: EventSourceMapping, functions: dict[str, Any]) -> None:
         assert self.runtime is not None and self.state is not None and self.aws is not None
-        function_name = self.config.function_for(mapping)
+        function_name = mapping.function_name
         source = mapping.source_type.value
         metrics = MappingMetrics(
             self.metrics, mapping=mapping.label, function=function_name, source=source

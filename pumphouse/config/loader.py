@@ -1,0 +1,341 @@
+"""Reading a configuration file: YAML → ``${VAR}`` substitution → validation → Config.
+
+Validation goes part by part (``Settings``, each function, each mapping) so that one
+broken part does not hide the problems of the others, and a part with a bad field is
+validated again without it so that its cross-field rules still run. Every problem found
+is raised at once, in file order, as one :class:`~pumphouse.errors.ConfigError`::
+
+    3 configuration problem(s) in pumphouse.yaml:
+      - Functions.orders.Timeout: 1200 is above the maximum 900
+      - EventSourceMappings[0].BachSize: unknown key (did you mean 'BatchSize'?)
+      - EventSourceMappings[1].StartingPosition: required for Kinesis: TRIM_HORIZON, ...
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from pumphouse.config.envvars import substitute
+from pumphouse.config.messages import (
+    describe_value,
+    problems_from_validation_error,
+    unknown_key_message,
+)
+from pumphouse.config.model import (
+    Config,
+    DevResources,
+    EventSourceMapping,
+    Function,
+    Settings,
+    check_function_name,
+)
+from pumphouse.config.validation import (
+    Loc,
+    Problem,
+    cross_problems,
+    function_problems,
+    mapping_problems,
+    render,
+    settings_problems,
+)
+from pumphouse.errors import ConfigError
+
+__all__ = ["load_config", "parse_config"]
+
+SECTIONS = ("Settings", "Functions", "EventSourceMappings", "Dev")
+_SOURCE_KEYS = frozenset({"EventSourceArn", "SelfManagedEventSource"})
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a configuration file. Relative paths in it (``CodeUri``) are
+    resolved against the file's directory. ``environ`` (default: ``os.environ``) supplies
+    ``${VAR}`` references. Raises :class:`ConfigError` listing every problem."""
+    file = Path(path)
+    source = str(path)
+    try:
+        text = file.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ConfigError([f"file not found: {file.absolute()}"], source=source) from None
+    except IsADirectoryError:
+        raise ConfigError(
+            [f"{file.absolute()} is a directory, not a file"], source=source
+        ) from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            [f"not UTF-8 text (byte {err.start} cannot be decoded)"], source=source
+        ) from None
+    except OSError as err:
+        raise ConfigError(
+            [f"cannot read {file.absolute()}: {err.strerror}"], source=source
+        ) from None
+    return parse_config(text, source=source, environ=environ, base_dir=file.absolute().parent)
+
+
+def parse_config(
+    text: str,
+    *,
+    source: str = "<string>",
+    environ: Mapping[str, str] | None = None,
+    base_dir: str | Path | None = None,
+) -> Config:
+    """Validate configuration YAML given as a string. ``base_dir`` (default: the working
+    directory) is where relative ``CodeUri`` paths start."""
+    data = _load_yaml(text, source)
+    return _Validation(
+        environ=os.environ if environ is None else environ,
+        base_dir=Path.cwd() if base_dir is None else Path(base_dir),
+        source=source,
+    ).run(data)
+
+
+# ---------------------------------------------------------------------------------------
+# YAML
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (PyYAML would
+    silently keep the last one)."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: dict[Any, yaml.Mark] = {}
+    for key_node, _ in node.value:
+        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node)
+        if key in seen:
+            first = seen[key]
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"duplicate key {key!r} (first given at line {first.line + 1})",
+                key_node.start_mark,
+            )
+        seen[key] = key_node.start_mark
+    return loader.construct_mapping(node)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _load_yaml(text: str, source: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass: safe to use
+    except yaml.MarkedYAMLError as err:
+        raise ConfigError([_yaml_problem(err)], source=source) from None
+    except yaml.YAMLError as err:
+        raise ConfigError([f"invalid YAML: {err}"], source=source) from None
+
+
+def _yaml_problem(err: yaml.MarkedYAMLError) -> str:
+    mark = err.problem_mark or err.context_mark
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    message = err.problem or err.context or "invalid YAML"
+    if err.problem and err.context:
+        context = err.context
+        if err.context_mark is not None and err.context_mark is not err.problem_mark:
+            context += f" at line {err.context_mark.line + 1}"
+        message += f" ({context})"
+    return f"{where}invalid YAML: {message}"
+
+
+# ---------------------------------------------------------------------------------------
+# Validation
+
+
+def _substitute_tree(
+    value: Any, environ: Mapping[str, str], loc: Loc, problems: list[Problem]
+) -> Any:
+    if isinstance(value, str):
+        result, errors = substitute(value, environ)
+        problems.extend((loc, error) for error in errors)
+        return result
+    if isinstance(value, dict):
+        return {
+            key: _substitute_tree(item, environ, (*loc, str(key)), problems)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [
+            _substitute_tree(item, environ, (*loc, index), problems)
+            for index, item in enumerate(value)
+        ]
+    return value
+
+
+class _Validation:
+    """One run of validation over parsed YAML, collecting every problem."""
+
+    def __init__(self, *, environ: Mapping[str, str], base_dir: Path, source: str) -> None:
+        self.environ = environ
+        self.base_dir = base_dir
+        self.source = source
+        self.now = time.time()
+        self.problems: list[Problem] = []
+        self.env_problem_locs: set[Loc] = set()
+
+    def run(self, data: Any) -> Config:
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(
+                [
+                    "the file must be a mapping with the keys Settings, Functions and "
+                    f"EventSourceMappings, not {describe_value(data)}"
+                ],
+                source=self.source,
+            )
+        env_problems: list[Problem] = []
+        data = _substitute_tree(data, self.environ, (), env_problems)
+        self.problems.extend(env_problems)
+        self.env_problem_locs = {loc for loc, _ in env_problems}
+
+        for key in data:
+            if key not in SECTIONS:
+                self.problems.append(((str(key),), unknown_key_message(key, list(SECTIONS))))
+        clean: dict[str, Any] = {}
+
+        settings_raw = data.get("Settings")
+        settings = Settings()
+        if settings_raw is not None:
+            clean["Settings"] = settings_raw
+            parsed, dropped = self._validate(Settings, settings_raw, ("Settings",))
+            if parsed is not None:
+                settings = parsed
+                self._add(settings_problems(parsed), ("Settings",), dropped)
+
+        functions_raw = data.get("Functions")
+        function_names: list[str] = []
+        if functions_raw is not None:
+            clean["Functions"] = functions_raw
+            if not isinstance(functions_raw, dict):
+                self.problems.append(
+                    (
+                        ("Functions",),
+                        "expected a mapping of function names to functions, got "
+                        + describe_value(functions_raw),
+                    )
+                )
+            else:
+                for name, raw in functions_raw.items():
+                    function_names.append(str(name))
+                    self._check_function(name, raw)
+
+        mappings_raw = data.get("EventSourceMappings")
+        parsed_mappings: list[tuple[int, EventSourceMapping]] = []
+        if mappings_raw is not None:
+            clean["EventSourceMappings"] = mappings_raw
+            if not isinstance(mappings_raw, list):
+                self.problems.append(
+                    (
+                        ("EventSourceMappings",),
+                        f"expected a list of mappings, got {describe_value(mappings_raw)}",
+                    )
+                )
+            else:
+                for index, raw in enumerate(mappings_raw):
+                    mapping = self._check_mapping(index, raw, settings)
+                    if mapping is not None:
+                        parsed_mappings.append((index, mapping))
+        self._add(cross_problems(function_names=function_names, mappings=parsed_mappings))
+
+        dev_raw = data.get("Dev")
+        if dev_raw is not None:
+            clean["Dev"] = dev_raw
+            self._validate(DevResources, dev_raw, ("Dev",))
+
+        if self.problems:
+            raise ConfigError(self._ordered(data), source=self.source)
+        try:
+            return Config.model_validate(
+                clean, context={"base_dir": self.base_dir, "now": self.now}
+            )
+        except ValidationError as err:  # a rule the parts passed but the whole did not
+            lines = [
+                line
+                for rendered in render(problems_from_validation_error(err, Config))
+                for line in rendered.splitlines()
+            ]
+            raise ConfigError(lines, source=self.source) from None
+
+    def _validate(self, model: type[_M], raw: Any, prefix: Loc) -> tuple[_M | None, frozenset[str]]:
+        """Validate one part. On errors, record them and try again without the keys that
+        had them, so that the caller can still check the rest; return that partial model
+        (or None) and the keys left out."""
+        try:
+            return model.model_validate(raw), frozenset()
+        except ValidationError as err:
+            errors = problems_from_validation_error(err, model)
+        self._add(errors, prefix)
+        if not isinstance(raw, dict) or any(not loc for loc, _ in errors):
+            return None, frozenset()
+        dropped = frozenset(str(loc[0]) for loc, _ in errors)
+        try:
+            partial = model.model_validate({k: v for k, v in raw.items() if k not in dropped})
+        except ValidationError:
+            return None, dropped
+        return partial, dropped
+
+    def _add(
+        self, problems: list[Problem], prefix: Loc = (), dropped: frozenset[str] = frozenset()
+    ) -> None:
+        for loc, message in problems:
+            if loc and loc[0] in dropped:
+                continue  # that key already has a problem of its own
+            full = prefix + loc
+            if full in self.env_problem_locs:
+                continue  # an undefined ${VAR}: said once
+            self.problems.append((full, message))
+
+    def _check_function(self, name: Any, raw: Any) -> None:
+        prefix: Loc = ("Functions", str(name))
+        try:
+            check_function_name(str(name))
+        except ValueError as err:
+            self.problems.append((prefix, str(err)))
+        function, dropped = self._validate(Function, raw, prefix)
+        if function is not None:
+            self._add(function_problems(function), prefix, dropped)
+
+    def _check_mapping(self, index: int, raw: Any, settings: Settings) -> EventSourceMapping | None:
+        prefix: Loc = ("EventSourceMappings", index)
+        mapping, dropped = self._validate(EventSourceMapping, raw, prefix)
+        if mapping is None:
+            return None
+        if dropped & _SOURCE_KEYS:
+            return None  # which source it is is unknown: its rules cannot be checked
+        self._add(mapping_problems(mapping, settings=settings, now=self.now), prefix, dropped)
+        return mapping
+
+    def _ordered(self, data: dict[Any, Any]) -> list[str]:
+        """Problems in file order: by section, then by function / mapping."""
+        sections = {str(key): rank for rank, key in enumerate(data)}
+        functions = data.get("Functions")
+        function_rank = (
+            {str(name): rank for rank, name in enumerate(functions)}
+            if isinstance(functions, dict)
+            else {}
+        )
+
+        def key(problem: Problem) -> tuple[int, int]:
+            loc = problem[0]
+            if not loc:
+                return (-1, 0)
+            section = sections.get(str(loc[0]), len(sections))
+            if len(loc) < 2:
+                return (section, -1)
+            item = loc[1]
+            if isinstance(item, int):
+                return (section, item)
+            return (section, function_rank.get(item, -1))
+
+        return render(sorted(self.problems, key=key))

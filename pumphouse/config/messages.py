@@ -1,0 +1,169 @@
+"""pydantic's validation errors, said the way a configuration problem should be said.
+
+``('EventSourceMappings', 1, 'BatchSize')`` with ``less_than_equal`` becomes
+``EventSourceMappings[1].BatchSize: 20000 is above the maximum 10000``; an unknown key
+gets a "did you mean" hint from the fields of the model it was found in.
+"""
+
+from __future__ import annotations
+
+import types
+from enum import Enum
+from typing import Annotated, Any, Union, get_args, get_origin
+
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+from pumphouse.config.validation import Loc, Problem, did_you_mean
+
+__all__ = ["describe_value", "problems_from_validation_error", "unknown_key_message"]
+
+_HINT_LIST_LIMIT = 12
+
+
+def describe_value(value: Any) -> str:
+    """A value as the YAML user wrote it: ``'abc'``, ``20000``, ``true``, ``null``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return repr(value) if len(value) <= 80 else repr(value[:77] + "...")
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return type(value).__name__
+
+
+def unknown_key_message(key: object, known: list[str]) -> str:
+    hint = did_you_mean(str(key), known)
+    if hint is not None:
+        return f"unknown key (did you mean {hint!r}?)"
+    if known and len(known) <= _HINT_LIST_LIMIT:
+        return f"unknown key (expected one of: {', '.join(known)})"
+    return "unknown key"
+
+
+def _unwrap(annotation: Any) -> Any:
+    while True:
+        origin = get_origin(annotation)
+        if origin is Annotated:
+            annotation = get_args(annotation)[0]
+        elif origin is Union or origin is types.UnionType:
+            members = [a for a in get_args(annotation) if a is not type(None)]
+            if len(members) != 1:
+                return annotation
+            annotation = members[0]
+        else:
+            return annotation
+
+
+def _type_at(root: type[BaseModel], loc: Loc) -> Any:
+    """The annotation found by following ``loc`` from ``root`` (None when lost)."""
+    current: Any = root
+    for part in loc:
+        current = _unwrap(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            fields = current.model_fields
+            if not isinstance(part, str) or part not in fields:
+                return None
+            current = fields[part].annotation
+            continue
+        origin = get_origin(current)
+        args = get_args(current)
+        if origin in (list, tuple) and isinstance(part, int) and args:
+            current = args[0]
+        elif origin is dict and len(args) == 2:
+            current = args[1]
+        else:
+            return None
+    return _unwrap(current)
+
+
+def _known_fields(root: type[BaseModel], loc: Loc) -> list[str]:
+    model = _type_at(root, loc)
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return list(model.model_fields)
+    return []
+
+
+def _message(error: ErrorDetails, root: type[BaseModel], loc: Loc) -> str:
+    kind = error["type"]
+    value = error.get("input")
+    ctx: dict[str, Any] = dict(error.get("ctx") or {})
+    shown = describe_value(value)
+    if kind == "missing":
+        return "required but missing"
+    if kind == "extra_forbidden":
+        return unknown_key_message(loc[-1] if loc else "", _known_fields(root, loc[:-1]))
+    if kind == "less_than_equal":
+        return f"{shown} is above the maximum {ctx.get('le')}"
+    if kind == "greater_than_equal":
+        return f"{shown} is below the minimum {ctx.get('ge')}"
+    if kind == "greater_than":
+        return f"{shown} must be greater than {ctx.get('gt')}"
+    if kind == "less_than":
+        return f"{shown} must be less than {ctx.get('lt')}"
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return f"expected a whole number, got {shown}"
+    if kind in ("float_parsing", "float_type"):
+        return f"expected a number, got {shown}"
+    if kind == "finite_number":
+        return f"expected a finite number, got {shown}"
+    if kind in ("bool_parsing", "bool_type"):
+        return f"expected true or false, got {shown}"
+    if kind == "string_type":
+        if isinstance(value, bool):
+            return f"expected a string, got {shown} (quote it: '{shown}')"
+        return f"expected a string, got {shown}"
+    if kind == "string_too_short":
+        least = ctx.get("min_length")
+        return "must not be empty" if least == 1 else f"must be at least {least} characters"
+    if kind == "string_too_long":
+        length = len(value) if isinstance(value, str) else "?"
+        return f"is {length} characters long, above the maximum {ctx.get('max_length')}"
+    if kind == "too_short":
+        return f"needs at least {ctx.get('min_length')} item(s), got {ctx.get('actual_length')}"
+    if kind == "too_long":
+        return f"has {ctx.get('actual_length')} items, above the maximum {ctx.get('max_length')}"
+    if kind == "enum":
+        message = f"{shown} is not one of {ctx.get('expected')}"
+        enum_type = _type_at(root, loc)
+        if isinstance(enum_type, type) and issubclass(enum_type, Enum) and isinstance(value, str):
+            hint = did_you_mean(value, [str(member.value) for member in enum_type])
+            if hint is not None:
+                message += f" (did you mean {hint!r}?)"
+        return message
+    if kind == "list_type":
+        return f"expected a list, got {shown}"
+    if kind in ("dict_type", "model_type", "model_attributes_type"):
+        return f"expected a mapping, got {shown}"
+    if kind in ("value_error", "assertion_error") and "error" in ctx:
+        return str(ctx["error"])
+    return error["msg"]
+
+
+def problems_from_validation_error(err: ValidationError, root: type[BaseModel]) -> list[Problem]:
+    """``(loc, message)`` for every error; locs are relative to ``root``."""
+    errors = err.errors(include_url=False)
+    # A misspelt required key is reported once, as unknown with its hint, not also as
+    # the required key missing.
+    hinted: set[Loc] = set()
+    for error in errors:
+        loc = tuple(error["loc"])
+        if error["type"] == "extra_forbidden" and loc:
+            hint = did_you_mean(str(loc[-1]), _known_fields(root, loc[:-1]))
+            if hint is not None:
+                hinted.add((*loc[:-1], hint))
+    problems: list[Problem] = []
+    for error in errors:
+        loc = tuple(error["loc"])
+        if error["type"] == "missing" and loc in hinted:
+            continue
+        if loc and loc[-1] == "[key]":  # a dict key failed (e.g. a function name)
+            loc = loc[:-1]
+        problems.append((loc, _message(error, root, loc)))
+    return problems
