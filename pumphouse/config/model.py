@@ -1125,7 +1125,8 @@ class Config(ConfigModel):
             _for_yaml(data),
             Dumper=_IndentedDumper,
             sort_keys=False,
-            allow_unicode=True,
+            # Escaped, not raw: PyYAML writes U+0085 (NEL) raw and reads it back as a space.
+            allow_unicode=False,
             width=100,
         )
 
