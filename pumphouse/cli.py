@@ -121,7 +121,7 @@ def _print_problems(err: ConfigError) -> None:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     config = _load(args.config)
-    rows = [("FUNCTION", "HANDLER", "MEMORY", "TIMEOUT", "RESERVED")]
+    rows: list[tuple[str, ...]] = [("FUNCTION", "HANDLER", "MEMORY", "TIMEOUT", "RESERVED")]
     for name, fn in config.Functions.items():
         reserved = fn.ReservedConcurrentExecutions
         rows.append(

@@ -26,8 +26,10 @@ _LEVELS = {
 
 def resolve_format(fmt: LogFormat | str | None) -> Literal["json", "console"]:
     """``auto`` (and None) means console on a terminal, JSON otherwise."""
-    if fmt in ("json", "console"):
-        return fmt  # type: ignore[return-value]  # narrowed by the membership test
+    if fmt == "json":
+        return "json"
+    if fmt == "console":
+        return "console"
     return "console" if sys.stderr.isatty() else "json"
 
 
