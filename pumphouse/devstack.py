@@ -267,10 +267,18 @@ class MotoServer(ManagedServer):
     """moto's standalone server: SQS, SNS, S3, DynamoDB, DynamoDB Streams, Kinesis."""
 
     name: ClassVar[str] = "moto"
+    account_id: str | None = None
+    """The account every resource belongs to (moto's own default: 123456789012)."""
 
     @property
     def url(self) -> str:
         return f"http://{LOOPBACK}:{self.port}"
+
+    def environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        if self.account_id is not None:
+            env["MOTO_ACCOUNT_ID"] = self.account_id
+        return env
 
     def command(self) -> list[str]:
         binary = shutil.which("moto_server") or str(Path(sys.executable).parent / "moto_server")
@@ -550,10 +558,11 @@ class DevStack:
     tansu: TansuBroker | None = None
     redis: RedisServer | None = None
 
-    def start(self, *, redis_port: int | None = None) -> DevStack:
+    def start(self, *, redis_port: int | None = None, account_id: str | None = None) -> DevStack:
         try:
             if self.plan.moto:
-                self.moto = MotoServer()
+                # ARNs in the configuration name its account: moto must serve that one.
+                self.moto = MotoServer(account_id=account_id)
                 self.servers.append(self.moto.start())
             if self.plan.kinesis:
                 self.kinesis = KinesisMock()
@@ -716,7 +725,7 @@ def run_dev(config: Any, *, config_path: Path, produce_rate: float = 0.0, run: b
         from urllib.parse import urlparse
 
         redis_port = urlparse(str(config.Settings.StateStore)).port
-    stack.start(redis_port=redis_port)
+    stack.start(redis_port=redis_port, account_id=str(config.Settings.AccountId))
     env = stack.environment(str(config.Settings.Region))
     os.environ.update(env)
     log.info(
