@@ -9,7 +9,7 @@ STAMP_TEST := $(VENV)/.installed-test
 STAMP_NODE := node_modules/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test lint typecheck unit bench install install-test system-deps node-deps schema clean
+.PHONY: run test lint lint-deploy bench system-deps schema clean
 
 ## make run: install (venv + .[local]) and run the quickstart on local servers.
 run: $(STAMP_LOCAL) system-deps $(STAMP_NODE)
@@ -21,8 +21,15 @@ test: $(STAMP_TEST) system-deps $(STAMP_NODE)
 	$(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: $(STAMP_TEST)
-	$(BIN)/ruff check pumphouse tests benchmarks
+	$(BIN)/ruff check pumphouse tests benchmarks deploy
 	$(BIN)/mypy pumphouse
+	$(MAKE) lint-deploy
+
+## lint-deploy: hadolint, Helm lint + render + Kubernetes schemas, promtool.
+lint-deploy: $(STAMP_TEST) system-deps
+	$(BIN)/hadolint Dockerfile
+	$(BIN)/python deploy/helm/lint_chart.py
+	promtool check rules deploy/prometheus/alerts.yaml
 
 bench: $(STAMP_TEST) system-deps $(STAMP_NODE)
 	@for b in benchmarks/*.py; do echo "=== $$b"; $(BIN)/python $$b || exit 1; done
@@ -47,6 +54,11 @@ system-deps:
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then \
+	  echo "installing: prometheus (promtool)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends prometheus >/dev/null; \
 	fi
 
 $(STAMP_NODE): package.json
