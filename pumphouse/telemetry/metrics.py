@@ -66,7 +66,7 @@ class Metrics:
         self.build_info = Info("pumphouse_build", "pumphouse version.", registry=r)
         self.mapping_state = Gauge(
             "pumphouse_mapping_state",
-            "1 for the mapping's current state (Enabled, Disabled, Problem, ...), 0 otherwise.",
+            "1 for the mapping's current State (Creating, Enabling, Enabled, Disabling, Disabled).",
             [*_MAPPING, "state"],
             registry=r,
         )

@@ -1,0 +1,33 @@
+"""The README stays true: every metric the service exports is listed, and nothing else."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from pumphouse.telemetry.metrics import Metrics
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def exported_names() -> set[str]:
+    names = set()
+    for family in Metrics(CollectorRegistry()).registry.collect():
+        suffix = {"counter": "_total", "info": "_info"}.get(family.type, "")
+        names.add(family.name + suffix)
+    return names
+
+
+def test_readme_lists_every_metric_and_no_other() -> None:
+    text = README.read_text()
+    section = text.split("## Metrics", 1)[1].split("\n## ", 1)[0]
+    listed = set(re.findall(r"^\| `(pumphouse_[a-z_]+)` \|", section, flags=re.MULTILINE))
+    assert listed == exported_names()
+
+
+def test_readme_shows_the_two_commands_first() -> None:
+    head = "\n".join(README.read_text().splitlines()[:20])
+    assert "make run" in head
+    assert "make test" in head
