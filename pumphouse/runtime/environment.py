@@ -51,6 +51,13 @@ DEFAULT_PASS_ENVIRONMENT: tuple[str, ...] = (
     "AWS_CONFIG_FILE",
     "AWS_SHARED_CREDENTIALS_FILE",
     "AWS_CA_BUNDLE",
+    # Pod and task credentials (IRSA, EKS Pod Identity, ECS task roles).
+    "AWS_ROLE_ARN",
+    "AWS_ROLE_SESSION_NAME",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_*",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN*",
+    "AWS_STS_REGIONAL_ENDPOINTS",
 )
 """Variables of pumphouse's environment a worker inherits by default."""
 

@@ -134,6 +134,23 @@ def _limit_resources(memory_mb: int) -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
+def _die_with_parent() -> None:
+    """Have Linux SIGKILL this worker when the service process dies, however it dies.
+
+    An idle worker exits by itself when its request pipe closes; this covers a handler
+    stuck in a loop when the service was SIGKILLed (no orphan keeps running). Costs the
+    ``ctypes`` import (~2 ms of the cold start)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig, sigkill = 1, 9
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(pr_set_pdeathsig, sigkill, 0, 0, 0)
+    if os.getppid() == 1:  # the service died before the call took effect
+        os._exit(1)
+
+
 class _LoggingImportHook:
     """Installs Lambda's root log handler the moment ``logging`` is first imported.
 
@@ -439,6 +456,7 @@ class Worker:
 def main(argv: list[str]) -> int:
     request_fd, answer_fd, memory_mb = (int(a) for a in argv[1:4])
     function_arn = argv[4]
+    _die_with_parent()
     _limit_resources(memory_mb)
     os.set_inheritable(request_fd, False)
     os.set_inheritable(answer_fd, False)

@@ -98,8 +98,8 @@ class Metrics:
         # --- runtime ---------------------------------------------------------------
         self.invocations = Counter(
             "pumphouse_invocations_total",
-            "Function invocations by outcome (success, error, timeout, oom, crash, init_error, "
-            "marshal_error, response_too_large).",
+            "Function invocations by outcome (success, function_error, timeout, oom, crash, "
+            "init_error, marshal_error, response_too_large, service_error).",
             ["function", "outcome"],
             registry=r,
         )

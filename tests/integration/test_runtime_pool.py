@@ -236,10 +236,20 @@ async def test_environment_is_built_not_inherited(
         spec("handlers.context_info", environment={"TABLE": "orders"}, region="eu-central-1")
     )
     names = [
-        "PUMPHOUSE_TEST_SECRET", "AWS_ENDPOINT_URL_SQS", "AWS_ACCESS_KEY_ID", "TABLE",
-        "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_VERSION",
-        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_REGION",
-        "AWS_DEFAULT_REGION", "AWS_EXECUTION_ENV", "LAMBDA_TASK_ROOT", "_HANDLER", "TZ",
+        "PUMPHOUSE_TEST_SECRET",
+        "AWS_ENDPOINT_URL_SQS",
+        "AWS_ACCESS_KEY_ID",
+        "TABLE",
+        "AWS_LAMBDA_FUNCTION_NAME",
+        "AWS_LAMBDA_FUNCTION_VERSION",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+        "AWS_LAMBDA_LOG_GROUP_NAME",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_EXECUTION_ENV",
+        "LAMBDA_TASK_ROOT",
+        "_HANDLER",
+        "TZ",
         "AWS_LAMBDA_INITIALIZATION_TYPE",
     ]
     result = await runtime.invoke("fn", {"env": names})
@@ -350,13 +360,16 @@ def test_invoke_handler_in_process() -> None:
         return {"n": len(event["Records"]), "fn": context.function_name}
 
     assert invoke_handler(handler, sample_event("kinesis", records=2)) == {
-        "n": 2, "fn": "test-function"
+        "n": 2,
+        "fn": "test-function",
     }
     assert invoke_handler("handlers.decimal_result", {}, code_uri=HANDLERS) == {
-        "price": 1.1, "1": "int key"
+        "price": 1.1,
+        "1": "int key",
     }
     assert invoke_handler("handlers.async_echo", {"a": 1}, code_uri=HANDLERS) == {
-        "async": {"a": 1}, "remaining": True
+        "async": {"a": 1},
+        "remaining": True,
     }
     with pytest.raises(TypeError, match="Unable to marshal response: Object of type set"):
         invoke_handler("handlers.not_serializable", {}, code_uri=HANDLERS)
@@ -370,16 +383,28 @@ def test_worker_removes_its_tmp_when_the_runtime_is_gone(tmp_path: Path) -> None
     worker_tmp.mkdir()
     (worker_tmp / "left-behind").write_text("x")
     env = build_environment(
-        spec("handlers.echo"), tmpdir=str(worker_tmp), log_stream_name="s",
+        spec("handlers.echo"),
+        tmpdir=str(worker_tmp),
+        log_stream_name="s",
         extra_pythonpath=import_roots(),
     )
     request_r, request_w = os.pipe()
     answer_r, answer_w = os.pipe()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pumphouse.runtime.worker", str(request_r), str(answer_w),
-         "128", "arn:aws:lambda:us-east-1:000000000000:function:fn"],
-        env=env, cwd=HANDLERS, pass_fds=(request_r, answer_w),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "pumphouse.runtime.worker",
+            str(request_r),
+            str(answer_w),
+            "128",
+            "arn:aws:lambda:us-east-1:000000000000:function:fn",
+        ],
+        env=env,
+        cwd=HANDLERS,
+        pass_fds=(request_r, answer_w),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     os.close(request_r)
     os.close(answer_w)
@@ -390,3 +415,50 @@ def test_worker_removes_its_tmp_when_the_runtime_is_gone(tmp_path: Path) -> None
     assert proc.wait(timeout=10) == 0
     os.close(answer_r)
     assert not worker_tmp.exists()
+
+
+SERVICE_THAT_DIES = """
+import asyncio, sys
+from pathlib import Path
+from pumphouse.runtime import FunctionSpec, Runtime
+
+async def main():
+    spec = FunctionSpec(name="fn", handler="busy.handler", code_uri=Path(sys.argv[1]), timeout=600)
+    await Runtime({"fn": spec}, max_concurrency=1).invoke("fn", {})
+
+asyncio.run(main())
+"""
+
+BUSY_HANDLER = """
+import os, pathlib, time
+
+def handler(event, context):
+    pathlib.Path(__file__).with_name("running").write_text(str(os.getpid()))
+    while True:
+        time.sleep(1)
+"""
+
+
+def test_a_busy_worker_does_not_outlive_a_killed_service(tmp_path: Path) -> None:
+    (tmp_path / "busy.py").write_text(BUSY_HANDLER)
+    marker = tmp_path / "running"
+    service = subprocess.Popen(
+        [sys.executable, "-c", SERVICE_THAT_DIES, str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not marker.exists() and time.monotonic() < deadline:
+            assert service.poll() is None, "the service exited before its handler ran"
+            time.sleep(0.05)
+        worker_pid = int(marker.read_text())  # the handler is running in this worker now
+        service.send_signal(signal.SIGKILL)  # no cleanup code of the service runs
+        service.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while pid_alive(worker_pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not pid_alive(worker_pid)
+    finally:
+        if service.poll() is None:
+            service.kill()
