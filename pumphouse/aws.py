@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
+from botocore.utils import parse_timestamp
 
 #: Settings.Endpoints keys and the botocore service names they configure.
 SERVICE_NAMES: Mapping[str, str] = {
@@ -45,6 +47,9 @@ class AwsClients:
         self.region = region
         self._endpoints = {k: v for k, v in (endpoints or {}).items() if v}
         self._session = get_session()
+        self._session.get_component("response_parser_factory").set_parser_defaults(
+            timestamp_parser=_parse_timestamp
+        )
         self._config = AioConfig(
             max_pool_connections=max_pool_connections,
             connect_timeout=connect_timeout,
@@ -85,6 +90,19 @@ class AwsClients:
     async def close(self) -> None:
         self._clients.clear()
         await self._stack.aclose()
+
+
+def _parse_timestamp(value: Any) -> datetime:
+    """botocore's timestamp parser, but epoch numbers become UTC datetimes directly.
+
+    botocore's default builds each one in the local zone through dateutil (~25 us a
+    value); reading Kinesis records, one timestamp each, spent more time there than in
+    anything else pumphouse does per record. Same instants, UTC instead of local time.
+    """
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value, UTC)
+    parsed: datetime = parse_timestamp(value)
+    return parsed
 
 
 def error_code(err: BaseException) -> str:
