@@ -1,0 +1,1059 @@
+"""The Kafka event source: a consumer group member that invokes a function per partition.
+
+One :class:`KafkaPoller` per mapping runs one aiokafka consumer in the mapping's consumer
+group (``ConsumerGroupId``, default the mapping's UUID), subscribed to the mapping's one
+topic. This module is the only one that talks to aiokafka; its errors become
+:class:`~pumphouse.errors.SourceError` here.
+
+How records flow
+----------------
+::
+
+    getmany ──▶ lane[p] buffer ──▶ filter + encode ──▶ batch ──▶ invoke ──▶ finished
+    (fetch loop)           (one task per assigned partition)                  │
+                                                                               ▼
+              consumer.commit({p: done_offset, ...}) ◀── committer (coalesces) ◀┘
+
+* **Fetch loop.** ``getmany(max_records=...)`` returns records of any assigned
+  partitions; they go to their partition's lane as they are, so aiokafka gets its buffer
+  back (and sends the next fetch) at once. A lane whose buffer is very full gets its
+  partition paused (``consumer.pause``) until it drained to half.
+* **Serializing.** Each partition task turns its records into Lambda-shaped fragments
+  (:mod:`~pumphouse.pollers.kafka_records`), once per record — the records the filters
+  drop become markers without one — and serializes the next run of records while the
+  current batch is being invoked.
+* **Partition tasks.** Each assigned partition is an ordered lane
+  (:mod:`~pumphouse.pollers.kafka_lanes`) with **one batch in flight at a time**, so
+  concurrency equals the number of assigned partitions (within the runtime's slots:
+  the mapping's caller limit is set to that number on every rebalance). A batch closes
+  at ``BatchSize``, the batching window (default 0.5 s) or the 6 MB payload limit; its
+  event is assembled from the fragments without serializing anything again. The error
+  policy (:func:`~pumphouse.pollers.policy.process_ordered_batch`) retries, bisects,
+  honours ``MaximumRetryAttempts`` / ``MaximumRecordAgeInSeconds`` /
+  ``ReportBatchItemFailures`` and, when it gives records up, delivers the failure
+  record before the records count as finished. Without any of those settings a failing
+  batch is retried until it succeeds, blocking only its own partition.
+* **Commits.** A lane's commit position is one past its last finished record (filtered
+  records are covered by the batch around them, or finished at once when no batch is
+  open). A single committer task commits the latest positions of all partitions in one
+  ``OffsetCommit`` whenever one moved (at most every 20 ms), so commits never stall the
+  partitions and coalesce under load; revokes and shutdown commit at once. Nothing is
+  committed past a record that has not finished, and a record given up is only
+  finished once its failure record was delivered.
+* **Oversized records.** A record whose event alone exceeds 6 MB goes to the on-failure
+  destination with condition ``MaximumPayloadSizeExceeded`` and ``responseContext:
+  null`` (``approximateInvokeCount`` 0: it was never invoked), or is dropped and counted
+  when there is no destination.
+* **kafka:// destinations.** :class:`KafkaTopicDestination` produces one message per
+  failed record to the destination topic (same cluster, same credentials), keyed with
+  the record's key; its value is the metadata with ``KafkaBatchInfo.recordInfo`` and
+  ``payload``, the Kafka event holding that one record.
+
+Rebalances
+----------
+aiokafka calls :meth:`KafkaPoller.on_partitions_revoked` before the group rebalances and
+:meth:`KafkaPoller.on_partitions_assigned` after. On revoke the revoked partitions' tasks
+stop starting batches, their buffered records are dropped, the running batch may finish
+(bounded by ``ShutdownTimeoutSeconds``; a retry loop stops at its next attempt), what
+finished is committed, and only then does the callback return and the partitions move.
+On assign each partition gets a fresh lane; the consumer resumes from the committed
+offset, or — without one — from ``StartingPosition`` (``TRIM_HORIZON`` → earliest,
+``LATEST`` → latest, ``AT_TIMESTAMP`` → ``offsets_for_times``, latest when no record is
+that recent). Shutdown does the same for every partition and then leaves the group.
+
+Worked example: partitions 0-3, member A alone, then B joins. A's revoke callback runs
+for 0-3: partition 2 is in the middle of a batch of offsets 40-49, partition 0 has 5
+buffered records. Partition 0's buffer is dropped (nothing of it was finished), partition
+2's batch finishes and A commits {0: 12, 1: 30, 2: 50, 3: 7}. The group assigns 0-1 to A
+and 2-3 to B; B resumes partition 2 at 50 — no record lost, none delivered twice. Had A
+crashed instead, B would resume at the last commit and redeliver at most the batch in
+flight per partition.
+
+Offset lag (``pumphouse_kafka_offset_lag_records``) is the partition's high watermark
+(``consumer.highwater``: right on tansu, where ``end_offsets`` is not) minus the next
+offset to process, sampled once a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import IllegalStateError, KafkaError
+
+from pumphouse.aws import error_code
+from pumphouse.errors import DestinationError, SourceError
+from pumphouse.pollers.batching import BatchLimits, KafkaFraming, assemble_kafka_event
+from pumphouse.pollers.destinations import (
+    FailureDestination,
+    S3KeyParts,
+    deliver_with_retry,
+    described_record_count,
+    encode_failure_record,
+    kafka_failure_record_for,
+    kafka_topic_failure_record,
+    make_destination,
+)
+from pumphouse.pollers.kafka_lanes import (
+    BatchItem,
+    LaneBatch,
+    LaneStep,
+    OversizedRecord,
+    PartitionLane,
+    Prepare,
+)
+from pumphouse.pollers.kafka_records import FragmentEncoder, KafkaMessage, record_dict
+from pumphouse.pollers.kafka_security import KafkaSecurity, build_security
+from pumphouse.pollers.policy import (
+    AttemptResult,
+    FailureCondition,
+    GiveUp,
+    RetryPolicy,
+    classify_invocation,
+    process_ordered_batch,
+)
+from pumphouse.pollers.responses import kafka_item_id
+
+if TYPE_CHECKING:
+    from pumphouse.aws import AwsClients
+    from pumphouse.pollers.base import MappingContext
+    from pumphouse.runtime.slots import CallerSlots
+    from pumphouse.telemetry.metrics import MappingMetrics
+
+log = structlog.get_logger("pumphouse.pollers.kafka")
+
+SELF_MANAGED_EVENT_SOURCE: Final = "SelfManagedKafka"
+MSK_EVENT_SOURCE: Final = "aws:kafka"
+
+POLL_TIMEOUT_MS: Final = 200
+"""How long one ``getmany`` waits for records; also bounds how fast a stop is noticed."""
+MIN_FETCH_RECORDS: Final = 1_000
+"""``getmany`` takes up to this many records (more with a larger BatchSize): a whole
+fetch response in one call, so aiokafka sends the next fetch at once."""
+MAX_FETCH_RECORDS: Final = 10_000
+LAG_SAMPLE_SECONDS: Final = 1.0
+COMMIT_RETRY_SECONDS: Final = 0.5
+COMMIT_INTERVAL_SECONDS: Final = 0.02
+"""After a commit the committer waits this long, gathering positions for the next one:
+at most ~50 commits a second per mapping, however many batches finish."""
+FETCH_MAX_WAIT_MS: Final = 100
+"""How long the broker may hold a fetch that has no data yet (aiokafka's default is
+500 ms). Brokers that only answer a waiting fetch when this runs out (tansu does) add
+up to this much to every record's delivery; 100 ms keeps idle fetches cheap."""
+PRODUCER_MAX_REQUEST_BYTES: Final = 16 * 1024 * 1024
+"""A ``kafka://`` failure message holds one record's event (up to 6 MB, more for an
+oversized record): the producer must allow it (the broker's ``message.max.bytes`` too)."""
+
+
+# ---------------------------------------------------------------------------------------
+# The source
+
+
+@dataclass(frozen=True)
+class KafkaSource:
+    """Where a mapping reads, resolved: the event's header fields and the group."""
+
+    topic: str
+    bootstrap_servers: tuple[str, ...]
+    group_id: str
+    event_source: str
+    event_source_arn: str | None
+
+    @property
+    def bootstrap_text(self) -> str:
+        """``bootstrapServers`` of the event: the servers, comma-separated."""
+        return ",".join(self.bootstrap_servers)
+
+    def framing(self) -> KafkaFraming:
+        return KafkaFraming(
+            event_source=self.event_source,
+            bootstrap_servers=self.bootstrap_text,
+            event_source_arn=self.event_source_arn,
+        )
+
+
+async def msk_bootstrap_servers(
+    cluster_arn: str, *, aws: AwsClients, security: KafkaSecurity
+) -> tuple[tuple[str, ...], KafkaSecurity]:
+    """Ask the MSK API (``GetBootstrapBrokers``) for a cluster's brokers; see
+    :func:`choose_msk_brokers` for which of its broker strings is used."""
+    try:
+        client = await aws.client("kafka")
+        answer: Mapping[str, Any] = await client.get_bootstrap_brokers(ClusterArn=cluster_arn)
+    except Exception as err:
+        code = error_code(err) or type(err).__name__
+        raise SourceError(
+            f"cannot find the brokers of {cluster_arn}: MSK GetBootstrapBrokers failed ({code})"
+        ) from None
+    return choose_msk_brokers(answer, cluster_arn=cluster_arn, security=security)
+
+
+def choose_msk_brokers(
+    answer: Mapping[str, Any], *, cluster_arn: str, security: KafkaSecurity
+) -> tuple[tuple[str, ...], KafkaSecurity]:
+    """The broker string of a ``GetBootstrapBrokers`` answer that fits the
+    authentication: SASL/SCRAM → ``BootstrapBrokerStringSaslScram``, TLS (client
+    certificate or root CA) → ``BootstrapBrokerStringTls``, otherwise the plaintext one —
+    or TLS when the cluster offers only TLS, upgrading the security protocol to ``SSL``
+    with the system's trust store."""
+    scram = security.sasl_mechanism is not None and security.sasl_mechanism.startswith("SCRAM")
+    if scram:
+        order = ["BootstrapBrokerStringSaslScram", "BootstrapBrokerStringPublicSaslScram"]
+    elif security.security_protocol in ("SSL", "SASL_SSL"):
+        order = ["BootstrapBrokerStringTls", "BootstrapBrokerStringPublicTls"]
+    else:
+        order = [
+            "BootstrapBrokerString",
+            "BootstrapBrokerStringTls",
+            "BootstrapBrokerStringPublicTls",
+        ]
+    for key in order:
+        text = answer.get(key)
+        if isinstance(text, str) and text.strip():
+            servers = tuple(s.strip() for s in text.split(",") if s.strip())
+            if "Tls" in key and security.security_protocol == "PLAINTEXT":
+                security = KafkaSecurity(
+                    security_protocol="SSL",
+                    ssl_context=ssl.create_default_context(),
+                    sources=security.sources,
+                )
+            return servers, security
+    raise SourceError(
+        f"the MSK cluster {cluster_arn} offers no bootstrap brokers for "
+        f"{security.sasl_mechanism or security.security_protocol}",
+        retryable=False,
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# The kafka:// on-failure destination
+
+
+class KafkaTopicDestination:
+    """``kafka://<topic>``: one message per failed record, produced to the same cluster.
+
+    A plain (non-idempotent) producer, created on first use and re-created after a
+    failure. Implements :class:`~pumphouse.pollers.destinations.FailureDestination`.
+    """
+
+    destination_type: str = "kafka"
+
+    def __init__(
+        self,
+        topic: str,
+        *,
+        bootstrap_servers: Sequence[str],
+        security: KafkaSecurity,
+        metrics: MappingMetrics | None = None,
+        client_id: str | None = None,
+        request_timeout_ms: int = 30_000,
+    ) -> None:
+        self.topic = topic
+        self._bootstrap = list(bootstrap_servers)
+        self._security = security
+        self._metrics = metrics
+        self._client_id = client_id
+        self._request_timeout_ms = request_timeout_ms
+        self._producer: Any = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def target(self) -> str:
+        return f"kafka://{self.topic}"
+
+    async def _ensure_producer(self) -> Any:
+        async with self._lock:
+            if self._producer is None:
+                options: dict[str, Any] = {
+                    "bootstrap_servers": self._bootstrap,
+                    "acks": "all",
+                    "enable_idempotence": False,  # tansu (and some brokers) refuse it
+                    "max_request_size": PRODUCER_MAX_REQUEST_BYTES,
+                    "request_timeout_ms": self._request_timeout_ms,
+                    **self._security.aiokafka_options(),
+                }
+                if self._client_id:
+                    options["client_id"] = f"{self._client_id}-on-failure"
+                producer = AIOKafkaProducer(**options)
+                try:
+                    await producer.start()
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        await producer.stop()
+                    raise
+                self._producer = producer
+            return self._producer
+
+    async def deliver(
+        self,
+        record: Mapping[str, Any],
+        *,
+        payload: bytes | None = None,
+        s3_key_parts: S3KeyParts | None = None,
+        message_key: bytes | None = None,
+    ) -> None:
+        value = encode_failure_record(record, payload=payload)
+        try:
+            producer = await self._ensure_producer()
+            await producer.send_and_wait(self.topic, value, key=message_key)
+        except Exception as err:
+            if self._metrics is not None:
+                self._metrics.destination_failed(self.destination_type)
+            await self.close()
+            raise DestinationError(
+                f"cannot deliver an on-failure record to {self.target}: {_describe(err)}"
+            ) from err
+        if self._metrics is not None:
+            self._metrics.destination_delivered(self.destination_type)
+            self._metrics.on_failure_delivered.inc(described_record_count(record))
+
+    async def close(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            with contextlib.suppress(Exception):
+                await producer.stop()
+
+
+# ---------------------------------------------------------------------------------------
+# Commits
+
+
+class OffsetCommitter:
+    """Commits the partitions' latest finished positions, coalescing them.
+
+    ``advance`` only records a position; the ``run`` task commits everything recorded
+    since its last commit in one request, so a slow commit never holds up the
+    partitions and commits do not pile up. :meth:`commit` commits at once (revoke,
+    shutdown). A failed commit keeps the positions for the next round; positions of
+    partitions no longer assigned are dropped.
+    """
+
+    def __init__(self, consumer: Any, *, metrics: MappingMetrics, logger: Any) -> None:
+        self._consumer = consumer
+        self._metrics = metrics
+        self._log = logger
+        self._pending: dict[Any, tuple[int, int]] = {}
+        self.committed: dict[Any, int] = {}
+        """The last offset committed per partition, by this member."""
+        self._wakeup = asyncio.Event()
+        self._lock = asyncio.Lock()
+
+    def advance(self, tp: Any, offset: int, count: int) -> None:
+        previous = self._pending.get(tp)
+        self._pending[tp] = (offset, count + (previous[1] if previous else 0))
+        self._wakeup.set()
+
+    def forget(self, tps: Sequence[Any]) -> None:
+        for tp in tps:
+            self._pending.pop(tp, None)
+            self.committed.pop(tp, None)
+
+    async def run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            committed = await self.commit()
+            await asyncio.sleep(COMMIT_INTERVAL_SECONDS if committed else COMMIT_RETRY_SECONDS)
+
+    async def commit(self, tps: Sequence[Any] | None = None) -> bool:
+        """Commit the recorded positions (of ``tps`` only, if given). False on failure."""
+        async with self._lock:
+            wanted = set(tps) if tps is not None else None
+            batch = {
+                tp: entry for tp, entry in self._pending.items() if wanted is None or tp in wanted
+            }
+            if not batch:
+                return True
+            for tp in batch:
+                del self._pending[tp]
+            offsets = {tp: offset for tp, (offset, _) in batch.items()}
+            try:
+                await self._consumer.commit(offsets)
+            except IllegalStateError as err:
+                # Not assigned any more (revoked while the commit waited): not ours.
+                self._metrics.source_error("commit")
+                self._log.warning("commit skipped: partition not assigned", error=str(err))
+                return False
+            except Exception as err:
+                self._metrics.source_error("commit")
+                self._log.warning(
+                    "offset commit failed; will retry",
+                    error=_describe(err),
+                    partitions=sorted(f"{tp.topic}-{tp.partition}" for tp in batch),
+                )
+                for tp, (offset, count) in batch.items():
+                    newer = self._pending.get(tp)
+                    self._pending[tp] = (newer[0], newer[1] + count) if newer else (offset, count)
+                return False
+            self.committed.update(offsets)
+            self._metrics.committed.inc(sum(count for _, count in batch.values()))
+            return True
+
+
+# ---------------------------------------------------------------------------------------
+# The poller
+
+
+class _Partition:
+    """The runtime state of one assigned partition: its lane, task and stop signal."""
+
+    def __init__(self, tp: Any, lane: PartitionLane) -> None:
+        self.tp = tp
+        self.lane = lane
+        self.key = lane.key
+        self.wakeup = asyncio.Event()
+        self.closing = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+        self.first_offset: int | None = None
+
+    def is_closing(self) -> bool:
+        return self.closing.is_set()
+
+    def close(self) -> None:
+        self.closing.set()
+        self.wakeup.set()
+
+    async def sleep(self, delay: float) -> None:
+        """Sleep, but wake up when the partition is closing."""
+        if delay <= 0 or self.closing.is_set():
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.closing.wait(), timeout=delay)
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc] # aiokafka is untyped
+    """Forwards aiokafka's rebalance callbacks to the poller."""
+
+    def __init__(self, poller: KafkaPoller) -> None:
+        self._poller = poller
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self._poller.on_partitions_revoked(list(revoked))
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        await self._poller.on_partitions_assigned(list(assigned))
+
+
+def _describe(err: BaseException) -> str:
+    """``Type: message`` (aiokafka's messages often start with their type already)."""
+    name = type(err).__name__
+    text = str(err)
+    if not text:
+        return name
+    return text if text.startswith(name) else f"{name}: {text}"
+
+
+def _arrival(item: BatchItem) -> float:
+    return item[0].timestamp / 1000.0
+
+
+class KafkaPoller:
+    """Polls one Kafka mapping (see the module docstring)."""
+
+    def __init__(self, ctx: MappingContext) -> None:
+        self.ctx = ctx
+        mapping = ctx.mapping
+        topic = mapping.topic
+        if not topic:
+            raise SourceError("a Kafka mapping needs exactly one topic in Topics", retryable=False)
+        self.topic = topic
+        self.metrics = ctx.metrics
+        self.log = log.bind(mapping=mapping.label, topic=topic)
+        self.policy = RetryPolicy(
+            max_retry_attempts=mapping.retry_attempts,
+            max_record_age=(
+                float(mapping.max_record_age) if mapping.max_record_age is not None else None
+            ),
+            bisect_on_function_error=mapping.bisect_batch_on_function_error,
+            report_batch_item_failures=mapping.report_batch_item_failures,
+        )
+        self.limits = BatchLimits(
+            max_records=mapping.batch_size, window_seconds=mapping.batching_window
+        )
+        self.filters = mapping.compiled_filters()
+        self.fetch_records = min(MAX_FETCH_RECORDS, max(MIN_FETCH_RECORDS, mapping.batch_size))
+        self.pause_records = max(10 * mapping.batch_size, 20_000)
+        self.consumer_settings = mapping.kafka_consumer_settings(ctx.config.Settings)
+        self.function_name = ctx.function.name
+        self.function_arn = ctx.function.invoked_function_arn
+        self.partitions: dict[Any, _Partition] = {}
+        self.source: KafkaSource | None = None
+        self.framing: KafkaFraming | None = None
+        self.security = KafkaSecurity()
+        self.destination: FailureDestination | None = None
+        self.consumer: Any = None
+        self.committer: OffsetCommitter | None = None
+        self.caller: CallerSlots | None = None
+        self._fatal: BaseException | None = None
+        destination = mapping.on_failure_destination
+        if destination is not None and destination == f"kafka://{topic}":
+            raise SourceError(
+                f"the on-failure destination {destination} is the source topic: failed "
+                "records would be read again",
+                retryable=False,
+            )
+
+    # -- setting up ------------------------------------------------------------------
+
+    async def _resolve_source(self) -> KafkaSource:
+        mapping = self.ctx.mapping
+        self.security = await build_security(mapping.SourceAccessConfigurations, aws=self.ctx.aws)
+        group = mapping.consumer_group_id or mapping.uuid
+        if mapping.is_msk:
+            arn = mapping.EventSourceArn
+            assert arn is not None
+            servers, self.security = await msk_bootstrap_servers(
+                arn, aws=self.ctx.aws, security=self.security
+            )
+            return KafkaSource(
+                topic=self.topic,
+                bootstrap_servers=servers,
+                group_id=group,
+                event_source=MSK_EVENT_SOURCE,
+                event_source_arn=arn,
+            )
+        servers = tuple(mapping.bootstrap_servers)
+        if not servers:
+            raise SourceError("a Kafka mapping needs bootstrap servers", retryable=False)
+        return KafkaSource(
+            topic=self.topic,
+            bootstrap_servers=servers,
+            group_id=group,
+            event_source=SELF_MANAGED_EVENT_SOURCE,
+            event_source_arn=None,
+        )
+
+    def _kafka_destination(self, topic: str) -> FailureDestination:
+        if topic == self.topic:
+            raise SourceError(
+                f"the on-failure destination kafka://{topic} is the source topic",
+                retryable=False,
+            )
+        assert self.source is not None
+        return KafkaTopicDestination(
+            topic,
+            bootstrap_servers=self.source.bootstrap_servers,
+            security=self.security,
+            metrics=self.metrics,
+            client_id=self.consumer_settings.ClientId,
+            request_timeout_ms=self.consumer_settings.RequestTimeoutMs,
+        )
+
+    def _consumer_options(self, source: KafkaSource) -> dict[str, Any]:
+        position = self.ctx.mapping.starting_position
+        reset = "earliest" if position is None or position.value == "TRIM_HORIZON" else "latest"
+        return {
+            "bootstrap_servers": list(source.bootstrap_servers),
+            "group_id": source.group_id,
+            "enable_auto_commit": False,
+            "auto_offset_reset": reset,
+            "max_poll_records": self.fetch_records,
+            "fetch_max_wait_ms": FETCH_MAX_WAIT_MS,
+            **self.consumer_settings.aiokafka_options(),
+            **self.security.aiokafka_options(),
+        }
+
+    # -- running ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        ctx = self.ctx
+        self.source = source = await self._resolve_source()
+        self.framing = source.framing()
+        self.log = self.log.bind(group=source.group_id)
+        target = ctx.mapping.on_failure_destination
+        if target is not None:
+            self.destination = make_destination(
+                target,
+                clients=ctx.aws,
+                metrics=self.metrics,
+                kafka_factory=self._kafka_destination,
+            )
+        self.caller = ctx.runtime.caller(ctx.mapping.label, function=self.function_name, limit=1)
+        consumer = AIOKafkaConsumer(**self._consumer_options(source))
+        self.consumer = consumer
+        consumer.subscribe([self.topic], listener=_Listener(self))
+        committer = OffsetCommitter(consumer, metrics=self.metrics, logger=self.log)
+        self.committer = committer
+        committer_task: asyncio.Task[None] | None = None
+        try:
+            try:
+                await consumer.start()
+            except KafkaError as err:
+                self.metrics.source_error("connect")
+                raise SourceError(
+                    f"cannot connect to Kafka at {source.bootstrap_text}: {_describe(err)}"
+                ) from None
+            ctx.status.ready()
+            self.log.info(
+                "kafka consumer started",
+                bootstrap_servers=source.bootstrap_text,
+                **self.security.describe(),
+            )
+            await self._check_topic()
+            committer_task = asyncio.create_task(committer.run(), name="kafka-committer")
+            await self._fetch_loop()
+        finally:
+            await self._shutdown(committer_task)
+
+    async def _check_topic(self) -> None:
+        """Say so when the topic does not exist (the consumer waits for it)."""
+        try:
+            topics = await self.consumer.topics()
+        except KafkaError as err:
+            self.metrics.source_error("metadata")
+            self.log.warning("cannot list topics", error=_describe(err))
+            return
+        if self.topic not in topics:
+            self.ctx.status.problem(f"topic {self.topic} does not exist (waiting for it)")
+            self.log.warning("topic does not exist; waiting for it")
+
+    async def _fetch_loop(self) -> None:
+        consumer = self.consumer
+        stopping = self.ctx.stopping
+        next_lag = 0.0
+        while not stopping.is_set():
+            if self._fatal is not None:
+                raise SourceError(
+                    f"a partition task failed: {_describe(self._fatal)}"
+                ) from self._fatal
+            try:
+                data = await consumer.getmany(
+                    timeout_ms=POLL_TIMEOUT_MS, max_records=self.fetch_records
+                )
+            except KafkaError as err:
+                self.metrics.source_error("poll")
+                raise SourceError(f"polling {self.topic} failed: {_describe(err)}") from None
+            if data:
+                self._dispatch(data)
+                # getmany returns at once while aiokafka holds fetched records: let the
+                # partitions run between two chunks instead of after the whole fetch.
+                await asyncio.sleep(0)
+            now = time.monotonic()
+            if now >= next_lag:
+                next_lag = now + LAG_SAMPLE_SECONDS
+                self._sample_lag()
+
+    def _dispatch(self, data: Mapping[Any, Sequence[Any]]) -> None:
+        """Hand the polled records to their partitions (they serialize them)."""
+        polled = 0
+        for tp, messages in data.items():
+            part = self.partitions.get(tp)
+            if part is None or part.closing.is_set() or not messages:
+                continue
+            polled += len(messages)
+            if part.first_offset is None:
+                part.first_offset = messages[0].offset
+            lane = part.lane
+            lane.feed(messages)
+            if lane.wants_pause:
+                self.consumer.pause(tp)
+                lane.paused = True
+            part.wakeup.set()
+        if polled:
+            self.metrics.polled.inc(polled)
+
+    def _preparer(self, encoder: FragmentEncoder) -> Prepare:
+        """Serialize a partition's records, applying the filters (None: filtered out)."""
+        encode = encoder.encode
+        if self.filters.is_empty:
+
+            def encode_all(messages: Sequence[KafkaMessage]) -> list[bytes | None]:
+                return [encode(m) for m in messages]
+
+            return encode_all
+        matches = self.filters.matches
+        filtered_out = self.metrics.filtered_out
+
+        def encode_matching(messages: Sequence[KafkaMessage]) -> list[bytes | None]:
+            fragments = [encode(m) if matches(record_dict(m)) else None for m in messages]
+            dropped = fragments.count(None)
+            if dropped:
+                filtered_out.inc(dropped)
+            return fragments
+
+        return encode_matching
+
+    def _sample_lag(self) -> None:
+        consumer = self.consumer
+        for tp, part in self.partitions.items():
+            try:
+                high = consumer.highwater(tp)
+            except Exception:  # not assigned any more: skip the sample
+                continue
+            if high is None:
+                continue
+            lane = part.lane
+            if lane.done_offset is not None:
+                position = lane.done_offset
+            elif part.first_offset is not None:
+                position = part.first_offset
+            else:
+                continue
+            self.metrics.offset_lag(part.key).set(max(0, high - position))
+
+    # -- partitions ------------------------------------------------------------------
+
+    async def on_partitions_assigned(self, assigned: list[Any]) -> None:
+        try:
+            await self._assign(assigned)
+        except Exception as err:  # aiokafka would only log it: record it as fatal
+            self.log.exception("assigning partitions failed")
+            self._fatal = err
+
+    async def _assign(self, assigned: list[Any]) -> None:
+        assert self.framing is not None
+        new = [tp for tp in assigned if tp not in self.partitions]
+        for tp in new:
+            encoder = FragmentEncoder(tp.topic, tp.partition)
+            lane = PartitionLane(
+                tp.topic,
+                tp.partition,
+                limits=self.limits,
+                framing=self.framing,
+                prepare=self._preparer(encoder),
+                pause_records=self.pause_records,
+            )
+            part = _Partition(tp, lane)
+            self.partitions[tp] = part
+            part.task = asyncio.create_task(self._run_partition(part), name=f"kafka:{part.key}")
+            part.task.add_done_callback(self._partition_done)
+        if new:
+            await self._seek_new(new)
+        self._partitions_changed()
+        self.metrics.rebalance("assigned")
+        self.log.info(
+            "partitions assigned",
+            partitions=sorted(tp.partition for tp in assigned),
+        )
+
+    async def _seek_new(self, tps: list[Any]) -> None:
+        """``AT_TIMESTAMP``: position partitions without a committed offset."""
+        mapping = self.ctx.mapping
+        position = mapping.starting_position
+        if position is None or position.value != "AT_TIMESTAMP":
+            return
+        stamp = mapping.StartingPositionTimestamp
+        if stamp is None:
+            return
+        consumer = self.consumer
+        fresh = [tp for tp in tps if await consumer.committed(tp) is None]
+        if not fresh:
+            return
+        millis = int(float(stamp) * 1000)
+        found = await consumer.offsets_for_times(dict.fromkeys(fresh, millis))
+        for tp in fresh:
+            entry = found.get(tp)
+            if entry is not None:
+                consumer.seek(tp, entry.offset)
+            # else: no record that recent; auto_offset_reset="latest" starts at the end.
+
+    async def on_partitions_revoked(self, revoked: list[Any]) -> None:
+        if not revoked:  # the first join: nothing was assigned yet
+            return
+        try:
+            await self._release([tp for tp in revoked if tp in self.partitions])
+            self.metrics.rebalance("revoked")
+            self.log.info("partitions revoked", partitions=sorted(tp.partition for tp in revoked))
+        except Exception as err:
+            self.log.exception("releasing partitions failed")
+            self._fatal = err
+
+    async def _release(self, tps: list[Any]) -> None:
+        """Stop, drain (bounded) and commit the partitions, then forget them."""
+        if not tps:
+            return
+        parts = [self.partitions[tp] for tp in tps]
+        for part in parts:
+            part.close()
+            part.lane.discard()
+        tasks = [p.task for p in parts if p.task is not None and not p.task.done()]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=self.ctx.shutdown_timeout)
+            if pending:
+                self.log.warning(
+                    "batches still running after the shutdown timeout; abandoning them",
+                    partitions=sorted(p.key for p in parts if p.task in pending),
+                )
+                for task in pending:
+                    task.cancel()
+                await asyncio.wait(pending)
+        for part in parts:
+            self._report_progress(part)
+        if self.committer is not None:
+            await self.committer.commit(tps)
+            self.committer.forget(tps)
+        consumer = self.consumer
+        for part in parts:
+            self.partitions.pop(part.tp, None)
+            with contextlib.suppress(Exception):
+                consumer.resume(part.tp)
+            with contextlib.suppress(KeyError):
+                self.metrics.metrics.kafka_offset_lag.remove(
+                    *self.metrics.labels.values(), part.key
+                )
+        self._partitions_changed()
+
+    def _partitions_changed(self) -> None:
+        count = len(self.partitions)
+        self.metrics.pollers_active.set(count)
+        if self.caller is not None:
+            self.caller.set_limit(max(1, count))
+
+    def _partition_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        err = task.exception()
+        if err is not None and self._fatal is None:
+            self._fatal = err
+
+    async def _run_partition(self, part: _Partition) -> None:
+        lane = part.lane
+        consumer = self.consumer
+        log_ = self.log.bind(partition=part.tp.partition)
+        while not part.closing.is_set():
+            part.wakeup.clear()
+            step = lane.fill(time.monotonic())
+            self._report_progress(part)
+            if lane.wants_resume:
+                consumer.resume(part.tp)
+                lane.paused = False
+            if step is None:
+                deadline = lane.deadline
+                timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(part.wakeup.wait(), timeout=timeout)
+                continue
+            try:
+                await self._run_step(part, step)
+            except DestinationError as err:
+                # Only raised when the partition is closing: nothing after it commits.
+                log_.warning("on-failure delivery abandoned", error=str(err))
+                return
+            self._report_progress(part)
+
+    async def _run_step(self, part: _Partition, step: LaneStep) -> None:
+        if isinstance(step, OversizedRecord):
+            await self._oversized(part, step)
+            return
+        lane = part.lane
+
+        async def invoke(items: Sequence[BatchItem]) -> AttemptResult:
+            return await self._invoke(part, step, items)
+
+        async def give_up(gave_up: GiveUp[BatchItem]) -> None:
+            await self._give_up(part, gave_up)
+
+        async def finished(items: Sequence[BatchItem]) -> None:
+            lane.finished(step, items)
+            self._report_progress(part)
+
+        key = part.key
+        await process_ordered_batch(
+            step.items,
+            policy=self.policy,
+            invoke=invoke,
+            give_up=give_up,
+            finished=finished,
+            record_arrival=_arrival,
+            record_id=lambda item: (key, item[0].offset),
+            now=time.time,
+            sleep=part.sleep,
+            stopping=part.is_closing,
+        )
+
+    def _event(self, key: str, fragments: Sequence[bytes]) -> bytes:
+        assert self.framing is not None
+        return assemble_kafka_event(((key, fragments),), framing=self.framing)
+
+    async def _invoke(
+        self, part: _Partition, step: LaneBatch, items: Sequence[BatchItem]
+    ) -> AttemptResult:
+        ctx = self.ctx
+        metrics = self.metrics
+        count = len(items)
+        fragments = step.fragments if items is step.items else [f for _, f in items]
+        event = self._event(part.key, fragments)
+        metrics.batch_size.observe(count)
+        metrics.batch_bytes.observe(len(event))
+        metrics.record_age.observe(max(0.0, time.time() - items[0][0].timestamp / 1000.0))
+        caller = self.caller
+        assert caller is not None  # set in run() before any partition is assigned
+        try:
+            async with caller.slot() as slot:
+                # Serialize the lane's next records while this batch runs (the callback
+                # runs once the invoke below waits for the worker).
+                asyncio.get_running_loop().call_soon(part.lane.prepare_ahead)
+                result = await ctx.runtime.invoke(
+                    self.function_name, event, caller=caller, slot=slot
+                )
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:
+            self.log.warning("invoke failed", error=_describe(err))
+            return AttemptResult.not_run(_describe(err))
+        if result.function_ran:
+            metrics.invoked.inc(count)
+        key = part.key
+        attempt = classify_invocation(
+            result,
+            policy=self.policy,
+            batch_ids=(
+                [(key, m.offset) for m, _ in items]
+                if self.policy.report_batch_item_failures
+                else ()
+            ),
+            id_of=kafka_item_id,
+        )
+        if attempt.outcome.value == "success":
+            ctx.status.processed()
+        elif attempt.outcome.value == "partial":
+            metrics.failed_invoke.inc(len(attempt.failed_ids))
+            ctx.status.processed()
+        elif attempt.outcome.value == "failed":
+            metrics.failed_invoke.inc(count)
+            ctx.status.function_failed()
+        return attempt
+
+    async def _give_up(self, part: _Partition, gave_up: GiveUp[BatchItem]) -> None:
+        """Count the records, deliver their failure record(s); raises DestinationError
+        only when the partition is closing (the records then stay unfinished)."""
+        records = gave_up.records
+        self.metrics.dropped.inc(len(records))
+        self.log.warning(
+            "records given up",
+            partition=part.tp.partition,
+            condition=str(gave_up.condition),
+            first_offset=records[0][0].offset,
+            last_offset=records[-1][0].offset,
+            count=len(records),
+            destination=self.destination.target if self.destination else None,
+        )
+        destination = self.destination
+        if destination is None:
+            return
+        assert self.source is not None
+        source = self.source
+        if destination.destination_type == "kafka":
+            for message, fragment in records:
+                single = self._event(part.key, [fragment])
+                record = kafka_topic_failure_record(
+                    request_id=gave_up.request_id,
+                    function_arn=self.function_arn,
+                    condition=gave_up.condition,
+                    approximate_invoke_count=gave_up.approximate_invoke_count,
+                    response_context=gave_up.response_context,
+                    event_source_arn=source.event_source_arn,
+                    bootstrap_servers=source.bootstrap_text,
+                    payload_size=len(single),
+                    offset=message.offset,
+                    timestamp_ms=message.timestamp,
+                    timestamp=time.time(),
+                )
+                await deliver_with_retry(
+                    destination,
+                    record,
+                    stop=part.is_closing,
+                    payload=single,
+                    message_key=message.key,
+                )
+            return
+        event = self._event(part.key, [fragment for _, fragment in records])
+        key = part.key
+        record = kafka_failure_record_for(
+            gave_up,
+            function_arn=self.function_arn,
+            event_source_arn=source.event_source_arn,
+            bootstrap_servers=source.bootstrap_text,
+            payload_size=len(event),
+            partition_key=lambda _item: key,
+            offset=lambda item: int(item[0].offset),
+            timestamp_ms=lambda item: int(item[0].timestamp),
+            timestamp=time.time(),
+        )
+        await deliver_with_retry(
+            destination,
+            record,
+            stop=part.is_closing,
+            payload=event,
+            s3_key_parts=S3KeyParts(mapping_uuid=self.ctx.mapping.uuid, location=key),
+        )
+
+    async def _oversized(self, part: _Partition, step: OversizedRecord) -> None:
+        gave_up: GiveUp[BatchItem] = GiveUp(
+            records=[(step.message, step.fragment)],
+            condition=FailureCondition.MAXIMUM_PAYLOAD_SIZE_EXCEEDED,
+            approximate_invoke_count=0,
+            response_context=None,
+            request_id=None,
+        )
+        await self._give_up(part, gave_up)
+        part.lane.finished(step)
+
+    def _report_progress(self, part: _Partition) -> None:
+        progress = part.lane.take_progress()
+        if progress is not None and self.committer is not None:
+            self.committer.advance(part.tp, progress[0], progress[1])
+
+    # -- stopping --------------------------------------------------------------------
+
+    async def _shutdown(self, committer_task: asyncio.Task[None] | None) -> None:
+        consumer = self.consumer
+        try:
+            await self._release(list(self.partitions))
+        except Exception as err:
+            self.log.warning("draining partitions failed", error=_describe(err))
+        if committer_task is not None:
+            committer_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await committer_task
+        if consumer is not None:
+            await _leave_generation_zero(consumer)
+            try:
+                await consumer.stop()  # leaves the group
+            except Exception as err:
+                self.log.warning("stopping the consumer failed", error=str(err))
+        if isinstance(self.destination, KafkaTopicDestination):
+            await self.destination.close()
+        self.metrics.pollers_active.set(0)
+        self.log.info("kafka consumer stopped")
+
+
+async def _leave_generation_zero(consumer: Any) -> None:
+    """Send LeaveGroup for a member of generation 0, which aiokafka skips.
+
+    aiokafka's ``stop()`` leaves the group only when ``generation > 0`` (Kafka numbers
+    generations from 1). tansu numbers a new group's first generation 0, so without this
+    the member that created the group would not leave, and the next member to join would
+    wait a whole session timeout for it. Best effort: a failure changes nothing else.
+    """
+    coordinator = getattr(consumer, "_coordinator", None)
+    if coordinator is None or getattr(coordinator, "generation", None) != 0:
+        return
+    member = getattr(coordinator, "member_id", None)
+    if not member:
+        return
+    from aiokafka.protocol.group import LeaveGroupRequest
+
+    with contextlib.suppress(Exception):
+        request = LeaveGroupRequest(coordinator.group_id, member)
+        await asyncio.wait_for(coordinator._send_req(request), timeout=2.0)
+
+
+__all__ = [
+    "MSK_EVENT_SOURCE",
+    "SELF_MANAGED_EVENT_SOURCE",
+    "KafkaPoller",
+    "KafkaSource",
+    "KafkaTopicDestination",
+    "OffsetCommitter",
+    "choose_msk_brokers",
+    "msk_bootstrap_servers",
+]
