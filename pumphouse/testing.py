@@ -259,10 +259,8 @@ def invoke_handler(
     ``asyncio.run``. For isolation, limits and logs, use :class:`LocalInvoker`.
     """
     if isinstance(handler, str):
-        root = str(Path(code_uri) if code_uri is not None else Path.cwd())
-        if root not in sys.path:
-            sys.path.insert(0, root)
-        function: Callable[[Any, Any], Any] = load_handler(handler)
+        root = Path(code_uri) if code_uri is not None else Path.cwd()
+        function: Callable[[Any, Any], Any] = _load_from(root, handler)
     else:
         function = handler
     context = LambdaContext(
@@ -295,6 +293,34 @@ def invoke_handler(
         cause = err.__cause__ if err.__cause__ is not None else err
         raise TypeError(f"Unable to marshal response: {cause}") from err
     return orjson.loads(body)
+
+
+def _load_from(root: Path, handler: str) -> Any:
+    """Import ``handler`` from ``root`` as a worker would, even when a module of the
+    same name is already imported from elsewhere (a test package called ``handlers``,
+    say): that one is set aside while this one loads, then put back."""
+    top = handler.split(".", 1)[0]
+    clashing = {
+        name: module
+        for name, module in sys.modules.items()
+        if (name == top or name.startswith(top + "."))
+        and not _is_under(getattr(module, "__file__", None), root)
+    }
+    for name in clashing:
+        del sys.modules[name]
+    sys.path.insert(0, str(root))
+    try:
+        return load_handler(handler)
+    finally:
+        sys.path.remove(str(root))
+        if clashing:
+            for name in [n for n in sys.modules if n == top or n.startswith(top + ".")]:
+                del sys.modules[name]
+            sys.modules.update(clashing)
+
+
+def _is_under(path: str | None, root: Path) -> bool:
+    return path is not None and Path(path).resolve().is_relative_to(root.resolve())
 
 
 async def _await(awaitable: Any) -> Any:
