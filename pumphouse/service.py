@@ -136,7 +136,7 @@ class Service:
 
         settings = self.settings
         await check_state_store(settings.StateStore)
-        self.state = open_state_store(settings.StateStore)
+        self.state = open_state_store(settings.StateStore, metrics=self.metrics)
         functions = {name: fn.to_spec(name, settings) for name, fn in self.config.Functions.items()}
         runtime_kwargs: dict[str, Any] = {
             "max_concurrency": settings.max_concurrency,

@@ -88,6 +88,7 @@ from pumphouse.state.base import (
     StateStore,
 )
 from pumphouse.state.retry import retry_state
+from pumphouse.telemetry.metrics import Metrics
 
 __all__ = [
     "Checkpoint",
@@ -141,13 +142,18 @@ def sqlite_path(url: str) -> Path:
 
 
 def open_state_store(
-    url: str, *, key_prefix: str = "pumphouse", timeout: float = 5.0
+    url: str,
+    *,
+    key_prefix: str = "pumphouse",
+    timeout: float = 5.0,
+    metrics: Metrics | None = None,
 ) -> StateStore:
     """A state store for ``url``; nothing is connected or opened until the first call.
 
     ``key_prefix`` namespaces every key (Redis) or row (SQLite), so deployments can share
     a server or a file. ``timeout`` bounds connecting and each reply (Redis) or waiting
-    for another writer's lock (SQLite). An unsupported or malformed URL raises
+    for another writer's lock (SQLite). ``metrics`` receives the store's error and up
+    metrics (default: the process-wide registry). An unsupported or malformed URL raises
     ``ValueError`` naming the schemes that work.
     """
     if timeout <= 0:
@@ -159,16 +165,16 @@ def open_state_store(
         from pumphouse.state.redis import RedisStateStore
 
         try:
-            return RedisStateStore(url, key_prefix=key_prefix, timeout=timeout)
+            return RedisStateStore(url, key_prefix=key_prefix, timeout=timeout, metrics=metrics)
         except ValueError as err:
             raise ValueError(f"invalid state store URL {_redact(url)!r}: {err}") from err
     if scheme == "sqlite":
         from pumphouse.state.sqlite import SQLiteStateStore
 
-        return SQLiteStateStore(sqlite_path(url), key_prefix=key_prefix, timeout=timeout)
-    raise ValueError(
-        f"unsupported state store URL {_redact(url)!r}: expected {_SCHEMES}"
-    )
+        return SQLiteStateStore(
+            sqlite_path(url), key_prefix=key_prefix, timeout=timeout, metrics=metrics
+        )
+    raise ValueError(f"unsupported state store URL {_redact(url)!r}: expected {_SCHEMES}")
 
 
 async def check_state_store(url: str) -> None:

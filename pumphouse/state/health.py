@@ -12,7 +12,7 @@ from __future__ import annotations
 import structlog
 
 from pumphouse.errors import StateStoreError
-from pumphouse.telemetry.metrics import get_metrics
+from pumphouse.telemetry.metrics import Metrics, get_metrics
 
 log = structlog.get_logger("pumphouse.state")
 
@@ -20,9 +20,10 @@ log = structlog.get_logger("pumphouse.state")
 class StoreHealth:
     """Tracks whether one store's last operation succeeded."""
 
-    def __init__(self, *, store: str, address: str) -> None:
+    def __init__(self, *, store: str, address: str, metrics: Metrics | None = None) -> None:
         self.store = store
         self.address = address
+        self.metrics = metrics if metrics is not None else get_metrics()
         self._up: bool | None = None
         self._failures = 0
 
@@ -40,13 +41,13 @@ class StoreHealth:
                     address=self.address,
                     failed_operations=self._failures,
                 )
-            get_metrics().state_store_up.labels(store=self.store).set(1)
+            self.metrics.state_store_up.labels(store=self.store).set(1)
             self._up = True
             self._failures = 0
 
     def failed(self, operation: str, error: StateStoreError) -> StateStoreError:
         """Record a failed operation; returns ``error`` so callers can ``raise`` it."""
-        metrics = get_metrics()
+        metrics = self.metrics
         metrics.state_store_errors.labels(store=self.store, operation=operation).inc()
         metrics.state_store_up.labels(store=self.store).set(0)
         self._failures += 1

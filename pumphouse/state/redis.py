@@ -53,6 +53,7 @@ from pumphouse.state.base import (
     ttl_millis,
 )
 from pumphouse.state.health import StoreHealth
+from pumphouse.telemetry.metrics import Metrics
 
 T = TypeVar("T")
 
@@ -82,7 +83,10 @@ end
 
 # KEYS: lease, fence, index   ARGV: owner, ttl_ms, name
 # -> {1, owner, token, expires_ms} acquired/renewed, {0, owner, token, expires_ms} held
-_ACQUIRE = _NOW + _NEW_TOKEN + """
+_ACQUIRE = (
+    _NOW
+    + _NEW_TOKEN
+    + """
 local now = now_ms()
 local cur = redis.call('HMGET', KEYS[1], 'owner', 'token', 'expires')
 local owner, token, expires = cur[1], tonumber(cur[2]), tonumber(cur[3]) or 0
@@ -99,10 +103,13 @@ redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'token', t, 'expires', now + ttl)
 redis.call('ZADD', KEYS[3], 0, ARGV[3])
 return {1, ARGV[1], t, now + ttl}
 """
+)
 
 # KEYS: lease   ARGV: owner, token, ttl_ms
 # -> {1, owner, token, expires_ms} renewed, {0, ...} taken/released, {-1, ...} expired
-_RENEW = _NOW + """
+_RENEW = (
+    _NOW
+    + """
 local now = now_ms()
 local cur = redis.call('HMGET', KEYS[1], 'owner', 'token', 'expires')
 local owner, token, expires = cur[1] or '', tonumber(cur[2]) or 0, tonumber(cur[3]) or 0
@@ -116,6 +123,7 @@ local e = now + tonumber(ARGV[3])
 redis.call('HSET', KEYS[1], 'expires', e)
 return {1, owner, token, e}
 """
+)
 
 # KEYS: lease   ARGV: owner, token   -> 1 released, 0 not ours
 _RELEASE = """
@@ -129,7 +137,10 @@ return 0
 
 # KEYS: lease, fence, index   ARGV: owner, ttl_ms, name, check_expected ('1'/'0'), expected
 # -> {1, owner, token, expires_ms} taken, {0, owner, token, expires_ms} CAS failed
-_STEAL = _NOW + _NEW_TOKEN + """
+_STEAL = (
+    _NOW
+    + _NEW_TOKEN
+    + """
 local now = now_ms()
 local cur = redis.call('HMGET', KEYS[1], 'owner', 'token', 'expires')
 local owner, token, expires = cur[1] or '', tonumber(cur[2]), tonumber(cur[3]) or 0
@@ -142,10 +153,13 @@ redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'token', t, 'expires', now + ttl)
 redis.call('ZADD', KEYS[3], 0, ARGV[3])
 return {1, ARGV[1], t, now + ttl}
 """
+)
 
 # Fencing check shared by the checkpoint writes.
 # KEYS[2] (optional): lease   ARGV[2], ARGV[3]: owner, token
-_FENCE = _NOW + """
+_FENCE = (
+    _NOW
+    + """
 local function fence_ok()
   if #KEYS < 2 then
     return nil
@@ -158,10 +172,13 @@ local function fence_ok()
   return nil
 end
 """
+)
 
 # KEYS: checkpoints[, lease]   ARGV: shard, owner, token, checkpoint JSON (no updated_at)
 # -> {1} written, {0, owner, token, expires_ms} refused
-_PUT = _FENCE + """
+_PUT = (
+    _FENCE
+    + """
 local refused = fence_ok()
 if refused then
   return refused
@@ -171,9 +188,12 @@ doc = string.sub(doc, 1, -2) .. ',"updated_at":' .. now_text() .. '}'
 redis.call('HSET', KEYS[1], ARGV[1], doc)
 return {1}
 """
+)
 
 # KEYS: checkpoints[, lease]   ARGV: shard, owner, token
-_DELETE = _FENCE + """
+_DELETE = (
+    _FENCE
+    + """
 local refused = fence_ok()
 if refused then
   return refused
@@ -181,6 +201,7 @@ end
 redis.call('HDEL', KEYS[1], ARGV[1])
 return {1}
 """
+)
 
 
 def _reason(err: BaseException, *, timeout: float) -> str:
@@ -206,12 +227,14 @@ def _redis_address(client: Redis) -> str:
 class _RedisBackend:
     """The client, the scripts and the error boundary shared by both facets."""
 
-    def __init__(self, client: Redis, *, key_prefix: str, timeout: float) -> None:
+    def __init__(
+        self, client: Redis, *, key_prefix: str, timeout: float, metrics: Metrics | None
+    ) -> None:
         self.client = client
         self.prefix = key_prefix
         self.timeout = timeout
         self.address = _redis_address(client)
-        self.health = StoreHealth(store="redis", address=self.address)
+        self.health = StoreHealth(store="redis", address=self.address, metrics=metrics)
         self.acquire = client.register_script(_ACQUIRE)
         self.renew = client.register_script(_RENEW)
         self.release = client.register_script(_RELEASE)
@@ -426,7 +449,14 @@ class RedisStateStore:
 
     kind = "redis"
 
-    def __init__(self, url: str, *, key_prefix: str = "pumphouse", timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        key_prefix: str = "pumphouse",
+        timeout: float = 5.0,
+        metrics: Metrics | None = None,
+    ) -> None:
         client = Redis.from_url(
             url,
             decode_responses=True,
@@ -437,7 +467,9 @@ class RedisStateStore:
             # the caller's to retry, with backoff (see pumphouse.state.retry_state).
             retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         )
-        self._backend = _RedisBackend(client, key_prefix=key_prefix, timeout=timeout)
+        self._backend = _RedisBackend(
+            client, key_prefix=key_prefix, timeout=timeout, metrics=metrics
+        )
         self.checkpoints: CheckpointStore = RedisCheckpointStore(self._backend)
         self.leases: LeaseManager = RedisLeaseManager(self._backend)
 

@@ -53,7 +53,7 @@ async def retry_state(
         except StateStoreError as err:
             if stop is not None and stop.is_set():
                 raise
-            ceiling = min(max_delay, INITIAL_DELAY * 2**min(attempt, 32))
+            ceiling = min(max_delay, INITIAL_DELAY * 2 ** min(attempt, 32))
             delay = random.uniform(ceiling / 2, ceiling)
             attempt += 1
             log.info(

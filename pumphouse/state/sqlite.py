@@ -47,6 +47,7 @@ from pumphouse.state.base import (
     ttl_millis,
 )
 from pumphouse.state.health import StoreHealth
+from pumphouse.telemetry.metrics import Metrics
 
 T = TypeVar("T")
 
@@ -75,11 +76,13 @@ _LeaseRow = tuple[str | None, int, float]
 class _SQLiteBackend:
     """The connection, its thread and the error boundary shared by both facets."""
 
-    def __init__(self, path: Path, *, namespace: str, timeout: float) -> None:
+    def __init__(
+        self, path: Path, *, namespace: str, timeout: float, metrics: Metrics | None
+    ) -> None:
         self.path = path
         self.namespace = namespace
         self.timeout = timeout
-        self.health = StoreHealth(store="sqlite", address=str(path))
+        self.health = StoreHealth(store="sqlite", address=str(path), metrics=metrics)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pumphouse-sqlite")
         self._conn: sqlite3.Connection | None = None
         self._closed = False
@@ -149,9 +152,7 @@ class _SQLiteBackend:
             self._conn = None
 
     # -- called from the event loop ------------------------------------------------------
-    async def run(
-        self, operation: str, fn: Callable[[sqlite3.Connection], T], *, write: bool
-    ) -> T:
+    async def run(self, operation: str, fn: Callable[[sqlite3.Connection], T], *, write: bool) -> T:
         """Run ``fn`` on the store's thread (in a write transaction if ``write``)."""
         with self._lock:
             if self._closed:
@@ -413,9 +414,16 @@ class SQLiteStateStore:
     kind = "sqlite"
 
     def __init__(
-        self, path: str | Path, *, key_prefix: str = "pumphouse", timeout: float = 5.0
+        self,
+        path: str | Path,
+        *,
+        key_prefix: str = "pumphouse",
+        timeout: float = 5.0,
+        metrics: Metrics | None = None,
     ) -> None:
-        self._backend = _SQLiteBackend(Path(path), namespace=key_prefix, timeout=timeout)
+        self._backend = _SQLiteBackend(
+            Path(path), namespace=key_prefix, timeout=timeout, metrics=metrics
+        )
         self.checkpoints: CheckpointStore = SQLiteCheckpointStore(self._backend)
         self.leases: LeaseManager = SQLiteLeaseManager(self._backend)
 
