@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -167,3 +169,50 @@ def test_sigterm_to_a_running_service_exits_zero_within_the_timeout(
     assert proc.returncode == 0, stderr
     assert '"stopped"' in stderr
     assert not pid_alive(proc.pid)
+
+
+def _status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as err:
+        return int(err.code)
+
+
+def test_readyz_is_503_until_the_source_answers_then_200(
+    tmp_path: Path, moto_server, unique_name: str
+) -> None:
+    import boto3
+
+    metrics_port = free_port()
+    path = sqs_config(
+        tmp_path,
+        state_store=f"sqlite:///{tmp_path}/state.db",
+        metrics_port=metrics_port,
+        endpoint=moto_server.url,
+    )
+    path.write_text(path.read_text().replace("lifecycle-queue", unique_name))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pumphouse", "--log-format", "json", "run", "-c", str(path)],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{metrics_port}"
+    try:
+        _wait_http(f"{base}/healthz", status=200, timeout=30)
+        time.sleep(1.0)  # the mapping has tried its queue, which does not exist yet
+        assert _status(f"{base}/readyz") == 503
+        with urllib.request.urlopen(f"{base}/mappings", timeout=2) as response:
+            (view,) = json.loads(response.read())["EventSourceMappings"]
+        assert view["LastProcessingResult"].startswith("PROBLEM:")
+        sqs = boto3.client("sqs", endpoint_url=moto_server.url, region_name="us-east-1")
+        sqs.create_queue(QueueName=unique_name)
+        _wait_http(f"{base}/readyz", status=200, timeout=40)  # after the restart backoff
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0
