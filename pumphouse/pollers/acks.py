@@ -53,7 +53,6 @@ class ContiguousAckTracker(Generic[K]):
         self._done: set[int] = set()
         self._next = first_position
         self._committable: K | None = None
-        self._taken: K | None = None
         self._has_new = False
 
     # --- read side ------------------------------------------------------------------

@@ -93,8 +93,7 @@ def _utc(millis: int) -> datetime:
 
 def iso_millis(epoch_seconds: float) -> str:
     """``2019-11-14T00:38:04.835Z`` for epoch seconds (rounded to the millisecond)."""
-    millis = round(epoch_seconds * 1000)
-    return _utc(millis).strftime("%Y-%m-%dT%H:%M:%S") + f".{millis % 1000:03d}Z"
+    return iso_millis_from_ms(round(epoch_seconds * 1000))
 
 
 def iso_millis_from_ms(epoch_millis: int) -> str:
@@ -241,6 +240,35 @@ def kafka_failure_record(
     ``records_info`` maps ``"<topic>-<partition>"`` to that partition's first and last
     record; ``payload_size`` is the size of the event in bytes.
     """
+    return _kafka_record(
+        request_id=request_id,
+        function_arn=function_arn,
+        condition=condition,
+        approximate_invoke_count=approximate_invoke_count,
+        response_context=response_context,
+        timestamp=timestamp,
+        batch_info={
+            "batchSize": batch_size,
+            "eventSourceArn": event_source_arn,
+            "bootstrapServers": bootstrap_servers,
+            "payloadSize": payload_size,
+            "recordsInfo": {key: info.to_json() for key, info in records_info.items()},
+        },
+    )
+
+
+def _kafka_record(
+    *,
+    request_id: str | None,
+    function_arn: str,
+    condition: FailureCondition | str,
+    approximate_invoke_count: int,
+    response_context: ResponseContext | None,
+    timestamp: float,
+    batch_info: dict[str, Any],
+) -> dict[str, Any]:
+    """The envelope both Kafka failure records share (``responseContext`` null when
+    there is none), around their ``KafkaBatchInfo``."""
     return {
         "requestContext": _request_context(
             request_id=request_id,
@@ -251,13 +279,7 @@ def kafka_failure_record(
         "responseContext": None if response_context is None else response_context.to_json(),
         "version": VERSION,
         "timestamp": iso_millis(timestamp),
-        "KafkaBatchInfo": {
-            "batchSize": batch_size,
-            "eventSourceArn": event_source_arn,
-            "bootstrapServers": bootstrap_servers,
-            "payloadSize": payload_size,
-            "recordsInfo": {key: info.to_json() for key, info in records_info.items()},
-        },
+        "KafkaBatchInfo": batch_info,
     }
 
 
@@ -333,24 +355,21 @@ def kafka_topic_failure_record(
     """The metadata of one failed record for a ``kafka://`` destination: one message per
     failed record, with ``KafkaBatchInfo.recordInfo`` (``batchSize`` 1). Encode it with
     :func:`encode_failure_record` and the event holding that record as ``payload``."""
-    return {
-        "requestContext": _request_context(
-            request_id=request_id,
-            function_arn=function_arn,
-            condition=condition,
-            approximate_invoke_count=approximate_invoke_count,
-        ),
-        "responseContext": None if response_context is None else response_context.to_json(),
-        "version": VERSION,
-        "timestamp": iso_millis(timestamp),
-        "KafkaBatchInfo": {
+    return _kafka_record(
+        request_id=request_id,
+        function_arn=function_arn,
+        condition=condition,
+        approximate_invoke_count=approximate_invoke_count,
+        response_context=response_context,
+        timestamp=timestamp,
+        batch_info={
             "batchSize": 1,
             "eventSourceArn": event_source_arn,
             "bootstrapServers": bootstrap_servers,
             "payloadSize": payload_size,
             "recordInfo": {"offset": str(offset), "timestamp": iso_millis_from_ms(timestamp_ms)},
         },
-    }
+    )
 
 
 def encode_failure_record(record: Mapping[str, Any], *, payload: bytes | None = None) -> bytes:

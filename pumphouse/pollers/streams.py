@@ -872,10 +872,11 @@ class ShardProcessor:
     ) -> bool:
         """Run one batch through the policy. True when every record finished."""
         attempts_so_far = 0
-        if self.retry_resume is not None:
-            seq, attempts = self.retry_resume
-            if records[0].sequence_number == seq:
-                attempts_so_far = attempts
+        resume = self.retry_resume
+        if resume is not None and records[0].sequence_number == resume[0]:
+            # The stored counter is this batch's; with several lanes another lane's
+            # batch may come first and must leave it for the lane it belongs to.
+            attempts_so_far = resume[1]
             self.retry_resume = None
         poller = self.poller
         report = await process_ordered_batch(
@@ -943,7 +944,9 @@ class ShardProcessor:
         await self._write_checkpoint()
 
     async def _finished(self, records: Sequence[StreamRecord]) -> None:
-        self._retry_state = None
+        retry = self._retry_state
+        if retry is not None and any(r.sequence_number == retry[1] for r in records):
+            self._retry_state = None  # only the lane whose batch it counts clears it
         self.tracker.complete([r.position for r in records])
         await self._advance_checkpoint()
 

@@ -47,7 +47,13 @@ from pumphouse.runtime.process import (
     WorkerProcess,
     describe_exit,
 )
-from pumphouse.runtime.result import InvocationResult, Outcome, billed_ms, lambda_error
+from pumphouse.runtime.result import (
+    InvocationResult,
+    Outcome,
+    billed_ms,
+    lambda_error,
+    service_error,
+)
 from pumphouse.runtime.spec import FunctionSpec
 from pumphouse.telemetry.metrics import Metrics
 
@@ -362,19 +368,7 @@ class WorkerPool:
         )
 
     def _service_error(self, request_id: str, error_type: str, message: str) -> InvocationResult:
-        return InvocationResult(
-            request_id=request_id,
-            outcome=Outcome.SERVICE_ERROR,
-            payload=None,
-            error=lambda_error(error_type, message, request_id=request_id),
-            function_error="Unhandled",
-            duration_ms=0.0,
-            billed_duration_ms=0,
-            init_duration_ms=None,
-            max_memory_used_mb=0,
-            memory_size_mb=self.spec.memory_size,
-            cold_start=False,
-        )
+        return service_error(request_id, error_type, message, memory_size_mb=self.spec.memory_size)
 
     def report(self, result: InvocationResult) -> InvocationResult:
         """Count the invocation and log its REPORT event; returns ``result``."""

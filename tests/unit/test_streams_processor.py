@@ -29,8 +29,10 @@ from pumphouse.pollers.streams import (
     IteratorExpired,
     ReadResult,
     ShardInfo,
+    ShardProcessor,
     StartPosition,
     StreamPoller,
+    StreamRecord,
     StreamSource,
 )
 from pumphouse.runtime.result import InvocationResult, Outcome
@@ -340,6 +342,64 @@ async def test_a_restart_continues_the_retry_counter(tmp_path: Path, stream: Mem
     await h2.stop()
     await h2.close()
     assert len(attempts) == 4, f"{used} attempts before the restart, 4 in all (1 + 3 retries)"
+
+
+async def test_a_restart_continues_the_retry_counter_of_a_parallel_lane(
+    tmp_path: Path, stream: MemoryStream
+) -> None:
+    # "p" runs in lane 1, "g" in lane 0 (CRC-32 of the key, modulo 2). After the
+    # restart lane 0 takes its batch first: the stored counter belongs to lane 1's.
+    stream.add("s0", "p", "poison")
+    stream.add("s0", "g", "good")
+    attempts: list[int] = []
+
+    def fail(event: dict[str, Any]) -> None:
+        if any(r["kinesis"]["data"] == "poison" for r in event["Records"]):
+            attempts.append(1)
+            raise ValueError("always")
+
+    options: dict[str, Any] = {"MaximumRetryAttempts": 3, "ParallelizationFactor": 2}
+    h = Harness(tmp_path, stream, fail, **options)
+    h.start()
+    await h.until(lambda: len(attempts) >= 2, "a retry")
+    await h.stop()
+    checkpoint = await h.state.checkpoints.get(h.mapping.uuid, "s0")
+    await h.close()
+    assert checkpoint is not None and checkpoint.retry_attempts >= 1
+    used = len(attempts)
+
+    h2 = Harness(tmp_path, stream, fail, **options)
+    h2.start()
+    await h2.until(lambda: h2.metric("pumphouse_dropped_events_total") == 1, "the give-up")
+    await h2.stop()
+    await h2.close()
+    assert len(attempts) == 4, f"{used} attempts before the restart, 4 in all (1 + 3 retries)"
+
+
+async def test_another_lane_finishing_keeps_the_stored_retry_counter(
+    tmp_path: Path, stream: MemoryStream
+) -> None:
+    good = stream.add("s0", "g", "good")
+    poison = stream.add("s0", "p", "poison")
+    h = Harness(tmp_path, stream, lambda event: None, ParallelizationFactor=2)
+    MemoryPoller.source_instance = stream
+    poller = MemoryPoller(h.ctx)
+    lease = await h.state.leases.acquire(poller.lease_name("s0"), "replica-1", ttl=30)
+    assert lease is not None
+    processor = ShardProcessor(
+        poller, "s0", lease=lease, checkpoint=None, position=StartPosition("TRIM_HORIZON")
+    )
+    records = [
+        StreamRecord(seq, b"{}", time.time(), key, processor.tracker.register(seq))
+        for seq, key in ((good, "g"), (poison, "p"))
+    ]
+    await processor._on_attempt(records[1:], 2)  # lane 1 retries the poison record
+    await processor._finished(records[:1])  # meanwhile lane 0 finishes the record before it
+    await processor._pending_checkpoint()
+    checkpoint = await h.state.checkpoints.get(h.mapping.uuid, "s0")
+    await h.close()
+    assert checkpoint is not None and checkpoint.sequence_number == good
+    assert (checkpoint.retry_sequence_number, checkpoint.retry_attempts) == (poison, 2)
 
 
 async def test_window_state_over_one_megabyte_ends_the_window_early(
