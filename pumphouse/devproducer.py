@@ -60,9 +60,16 @@ async def produce_samples(config: Any, stack: Any, *, rate: float, stop: asyncio
                 if not mapping.Enabled:
                     continue
                 try:
-                    await _send(mapping, record, body, clients, producer, queue_urls)
+                    await _send(
+                        mapping,
+                        record,
+                        body,
+                        clients=clients,
+                        producer=producer,
+                        queue_urls=queue_urls,
+                    )
                     sent += 1
-                except Exception as err:  # noqa: BLE001 - a demo producer logs and goes on
+                except Exception as err:  # a demo producer logs and goes on
                     log.warning("sample send failed", mapping=mapping.label, error=str(err))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=interval)
@@ -77,6 +84,7 @@ async def _send(
     mapping: Any,
     record: dict[str, Any],
     body: bytes,
+    *,
     clients: AwsClients,
     producer: Any,
     queue_urls: dict[str, str],
@@ -89,7 +97,10 @@ async def _send(
             queue_urls[name] = (await sqs.get_queue_url(QueueName=name))["QueueUrl"]
         extra: dict[str, Any] = {}
         if mapping.is_fifo:
-            extra = {"MessageGroupId": record["customer"], "MessageDeduplicationId": record["orderId"]}
+            extra = {
+                "MessageGroupId": record["customer"],
+                "MessageDeduplicationId": record["orderId"],
+            }
         await sqs.send_message(QueueUrl=queue_urls[name], MessageBody=body.decode(), **extra)
     elif source == "kinesis":
         kinesis = await clients.client("kinesis")

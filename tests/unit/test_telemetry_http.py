@@ -29,11 +29,13 @@ async def test_metrics_endpoint_serves_the_registry_in_text_format() -> None:
     )
     await server.start()
     try:
-        async with aiohttp.ClientSession() as http:
-            async with http.get(f"http://127.0.0.1:{server.port}/metrics") as response:
-                assert response.status == 200
-                assert response.headers["Content-Type"].startswith("text/plain")
-                text = await response.text()
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://127.0.0.1:{server.port}/metrics") as response,
+        ):
+            assert response.status == 200
+            assert response.headers["Content-Type"].startswith("text/plain")
+            text = await response.text()
     finally:
         await server.stop()
     families = {f.name: f for f in text_string_to_metric_families(text)}
@@ -77,7 +79,9 @@ async def test_readyz_follows_the_service_and_mappings_lists_status() -> None:
 
 async def test_healthz_fails_when_the_event_loop_is_blocked() -> None:
     server = StatusServer(
-        metrics=Metrics(CollectorRegistry()), address="127.0.0.1:0", mappings=list,
+        metrics=Metrics(CollectorRegistry()),
+        address="127.0.0.1:0",
+        mappings=list,
         ready=lambda: (True, ""),
     )
     server.watchdog.max_lag = 0.2
@@ -86,8 +90,10 @@ async def test_healthz_fails_when_the_event_loop_is_blocked() -> None:
         await asyncio.sleep(0.1)
         await server.watchdog.stop()  # freeze the ticker, then age its last tick
         server.watchdog.last_tick -= 5  # as if the loop had not ticked for five seconds
-        async with aiohttp.ClientSession() as http:
-            async with http.get(f"http://127.0.0.1:{server.port}/healthz") as response:
-                assert response.status == 503
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://127.0.0.1:{server.port}/healthz") as response,
+        ):
+            assert response.status == 503
     finally:
         await server.stop()
