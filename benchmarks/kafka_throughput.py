@@ -14,6 +14,8 @@ of them with a fresh consumer group, in its own fresh process:
 Both use the same short group timeouts. Each figure counts from the consumer's start
 (group join included) until the last offset was committed ("end to end"), and from the
 first record until then ("steady"); the best of ``ROUNDS`` interleaved rounds is kept.
+Each reader's code is imported before its clock starts: the raw loop imports aiokafka
+first, and the service's start-up (before the clock) imports its pollers.
 The target is pumphouse / raw >= 0.8.
 
 Then a pumphouse process consumes a topic that a producer fills at a steady

@@ -91,7 +91,7 @@ from aiokafka.errors import IllegalStateError, KafkaError
 
 from pumphouse.aws import error_code
 from pumphouse.errors import DestinationError, SourceError
-from pumphouse.pollers.batching import BatchLimits, KafkaFraming, assemble_kafka_event
+from pumphouse.pollers.batching import BatchLimits, KafkaFraming
 from pumphouse.pollers.destinations import (
     FailureDestination,
     S3KeyParts,
@@ -869,10 +869,6 @@ class KafkaPoller:
             stopping=part.is_closing,
         )
 
-    def _event(self, key: str, fragments: Sequence[bytes]) -> bytes:
-        assert self.framing is not None
-        return assemble_kafka_event(((key, fragments),), framing=self.framing)
-
     async def _invoke(
         self, part: _Partition, step: LaneBatch, items: Sequence[BatchItem]
     ) -> AttemptResult:
@@ -880,7 +876,7 @@ class KafkaPoller:
         metrics = self.metrics
         count = len(items)
         fragments = step.fragments if items is step.items else [f for _, f in items]
-        event = self._event(part.key, fragments)
+        event = part.lane.event(fragments)
         metrics.batch_size.observe(count)
         metrics.batch_bytes.observe(len(event))
         metrics.record_age.observe(max(0.0, time.time() - items[0][0].timestamp / 1000.0))
@@ -943,7 +939,7 @@ class KafkaPoller:
         source = self.source
         if destination.destination_type == "kafka":
             for message, fragment in records:
-                single = self._event(part.key, [fragment])
+                single = part.lane.event([fragment])
                 record = kafka_topic_failure_record(
                     request_id=gave_up.request_id,
                     function_arn=self.function_arn,
@@ -965,7 +961,7 @@ class KafkaPoller:
                     message_key=message.key,
                 )
             return
-        event = self._event(part.key, [fragment for _, fragment in records])
+        event = part.lane.event([fragment for _, fragment in records])
         key = part.key
         record = kafka_failure_record_for(
             gave_up,

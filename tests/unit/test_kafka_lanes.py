@@ -95,6 +95,27 @@ def test_event_size_is_exact() -> None:
     assert step.size_bytes == len(event)
 
 
+@given(st.lists(st.binary(max_size=40), max_size=6), st.sampled_from(["t", "or%ders", "ü"]))
+def test_lane_event_is_assemble_kafka_event(raw: list[bytes], topic: str) -> None:
+    fragments = [orjson.dumps({"v": r.hex()}) for r in raw]
+    framing = KafkaFraming(
+        event_source="aws:kafka", bootstrap_servers="b-1:9092", event_source_arn="arn:x"
+    )
+    subject = PartitionLane(
+        topic,
+        7,
+        limits=BatchLimits(max_records=10, window_seconds=0.0),
+        framing=framing,
+        prepare=prepare,
+        pause_records=10,
+    )
+    expected = assemble_kafka_event({f"{topic}-7": fragments}, framing=framing)
+    assert subject.event(fragments) == expected
+    assert subject.event(tuple(fragments)) == expected
+    if fragments:
+        assert len(expected) == subject._size_with(len(fragments), sum(map(len, fragments)))
+
+
 def test_window_keeps_the_batch_open_until_its_deadline() -> None:
     subject = lane(batch_size=10, window=0.5)
     feed(subject, [item(1)])
