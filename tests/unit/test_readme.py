@@ -31,3 +31,14 @@ def test_readme_shows_the_two_commands_first() -> None:
     head = "\n".join(README.read_text().splitlines()[:20])
     assert "make run" in head
     assert "make test" in head
+
+
+def test_readme_configuration_example_is_valid() -> None:
+    from pumphouse.config import parse_config
+
+    text = README.read_text().split("## Configuration", 1)[1]
+    example = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    config = parse_config(example, environ={"ORDERS_API_KEY": "from-the-environment"})
+    assert [m.source_type.value for m in config.EventSourceMappings] == ["sqs", "kafka"]
+    variables = config.Functions["orders-consumer"].Environment
+    assert variables is not None and variables.Variables["API_KEY"] == "from-the-environment"
