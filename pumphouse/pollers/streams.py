@@ -1373,6 +1373,7 @@ class StreamPoller(abc.ABC):
             if not task.done():
                 continue
             del self.owned[shard_id]
+            self.ctx.metrics.forget_shard(shard_id)
             if task.cancelled():
                 continue
             error = task.exception()

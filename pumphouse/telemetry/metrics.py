@@ -15,6 +15,7 @@ OnFailureDestinationDelivered, Deleted, Committed).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 from prometheus_client import (
@@ -350,6 +351,14 @@ class MappingMetrics:
 
     def behind_latest(self, shard: str) -> Gauge:
         return self.metrics.behind_latest.labels(**self.labels, shard=shard)
+
+    def forget_shard(self, shard: str) -> None:
+        """Drop a shard's series once this replica no longer reads it (ended, lost,
+        handed over), so that gauges never report a stale value and labels stay bounded
+        across resharding."""
+        for gauge in (self.metrics.iterator_age, self.metrics.behind_latest):
+            with contextlib.suppress(KeyError):
+                gauge.remove(*self.labels.values(), shard)
 
     def offset_lag(self, partition: str) -> Gauge:
         return self.metrics.kafka_offset_lag.labels(**self.labels, partition=partition)

@@ -97,3 +97,24 @@ async def test_healthz_fails_when_the_event_loop_is_blocked() -> None:
             assert response.status == 503
     finally:
         await server.stop()
+
+
+def test_forget_shard_drops_only_that_shards_series() -> None:
+    metrics = Metrics(CollectorRegistry())
+    mm = MappingMetrics(metrics, mapping="m", function="f", source="kinesis")
+    for shard in ("shardId-1", "shardId-2"):
+        mm.iterator_age(shard).set(1.5)
+        mm.behind_latest(shard).set(2.0)
+    mm.forget_shard("shardId-1")
+    mm.forget_shard("shardId-9")  # never seen: nothing to do, no error
+
+    def shards(name: str) -> set[str]:
+        return {
+            s.labels["shard"]
+            for family in metrics.registry.collect()
+            for s in family.samples
+            if s.name == name
+        }
+
+    assert shards("pumphouse_iterator_age_seconds") == {"shardId-2"}
+    assert shards("pumphouse_behind_latest_seconds") == {"shardId-2"}
