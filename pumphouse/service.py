@@ -155,7 +155,12 @@ class Service:
             mappings=self.mapping_views,
             ready=self.readiness,
         )
-        await self.http.start()
+        try:
+            await self.http.start()
+        except OSError as err:
+            raise PumphouseError(
+                f"cannot serve /metrics on {settings.MetricsAddress}: {err.strerror or err}"
+            ) from err
         for source in sorted({m.source_type.value for m in self.config.EventSourceMappings}):
             with contextlib.suppress(Exception):  # a failing import is the poller's to report
                 poller_factory(source)  # import the pollers (and their clients) now

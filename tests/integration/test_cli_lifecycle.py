@@ -216,3 +216,22 @@ def test_readyz_is_503_until_the_source_answers_then_200(
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0
+
+
+def test_metrics_port_in_use_is_one_clear_message(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        path = sqs_config(
+            tmp_path,
+            state_store=f"sqlite:///{tmp_path}/state.db",
+            metrics_port=port,
+            endpoint="http://127.0.0.1:1",
+        )
+        result = pumphouse("run", "-c", str(path))
+    assert result.returncode == 3, result.stderr
+    assert f"cannot serve /metrics on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
