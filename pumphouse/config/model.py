@@ -75,6 +75,7 @@ __all__ = [
     "FunctionResponseType",
     "KafkaConsumerOverrides",
     "KafkaConsumerSettings",
+    "KafkaSecurityProtocol",
     "LogFormat",
     "LogLevel",
     "MetricsConfig",
@@ -423,8 +424,21 @@ class ServiceEndpoints(ConfigModel):
     """The Amazon MSK API (finds the bootstrap brokers of an MSK cluster ARN)."""
 
 
+class KafkaSecurityProtocol(StrEnum):
+    """How a Kafka client talks to the brokers (Kafka's ``security.protocol``)."""
+
+    PLAINTEXT = "PLAINTEXT"
+    SSL = "SSL"
+    SASL_PLAINTEXT = "SASL_PLAINTEXT"
+    SASL_SSL = "SASL_SSL"
+
+
+#: FetchMaxWaitMs when not configured: the wait pumphouse always used (aiokafka: 500).
+DEFAULT_FETCH_MAX_WAIT_MS: Final = 100
+
+
 class KafkaConsumerSettings(ConfigModel):
-    """Kafka consumer settings; the defaults are aiokafka's."""
+    """Kafka consumer settings; the defaults are aiokafka's unless a field says otherwise."""
 
     SessionTimeoutMs: Milliseconds = 10000
     RebalanceTimeoutMs: Milliseconds | None = None
@@ -437,6 +451,17 @@ class KafkaConsumerSettings(ConfigModel):
     ClientId: Annotated[str, Field(min_length=1, max_length=255)] | None = None
     """Default: aiokafka's (``aiokafka-<version>``)."""
     RequestTimeoutMs: Milliseconds = 40000
+    FetchMaxWaitMs: Milliseconds = DEFAULT_FETCH_MAX_WAIT_MS
+    """pumphouse extension: how long the broker may hold a fetch that has no data yet.
+    Default 100 (aiokafka's is 500): some brokers (tansu, the broker of ``pumphouse dev``)
+    answer a waiting fetch only when its wait runs out, so the wait bounds the delivery
+    latency there. Must be lower than RequestTimeoutMs (the fetch request would time out)."""
+    SecurityProtocol: KafkaSecurityProtocol | None = None
+    """pumphouse extension: ``PLAINTEXT``, ``SSL``, ``SASL_PLAINTEXT`` or ``SASL_SSL``.
+    Default: follows ``SourceAccessConfigurations`` as in Lambda (a SASL entry →
+    ``SASL_SSL``, only TLS entries → ``SSL``, none → ``PLAINTEXT``). ``SASL_PLAINTEXT``
+    sends SASL over an unencrypted connection (Lambda always uses TLS with SASL): for
+    plaintext listeners inside a private network only."""
 
     def merged(self, overrides: KafkaConsumerOverrides | None) -> KafkaConsumerSettings:
         """These settings with a mapping's overrides applied."""
@@ -448,7 +473,10 @@ class KafkaConsumerSettings(ConfigModel):
         return KafkaConsumerSettings.model_validate({**self.model_dump(), **changes})
 
     def aiokafka_options(self) -> dict[str, Any]:
-        """Keyword arguments for ``aiokafka.AIOKafkaConsumer`` (unset ones left out)."""
+        """Keyword arguments for ``aiokafka.AIOKafkaConsumer`` (unset ones left out).
+
+        Not here: ``FetchMaxWaitMs`` (consumer only; the poller passes it) and
+        ``SecurityProtocol`` (it needs the resolved secrets: ``build_security``)."""
         options: dict[str, Any] = {
             "session_timeout_ms": self.SessionTimeoutMs,
             "rebalance_timeout_ms": self.RebalanceTimeoutMs,
@@ -473,6 +501,10 @@ class KafkaConsumerOverrides(ConfigModel):
     MaxPartitionFetchBytes: ByteCount | None = None
     ClientId: Annotated[str, Field(min_length=1, max_length=255)] | None = None
     RequestTimeoutMs: Milliseconds | None = None
+    FetchMaxWaitMs: Milliseconds | None = None
+    """How long the broker may hold a fetch that has no data yet (see ``Settings.Kafka``)."""
+    SecurityProtocol: KafkaSecurityProtocol | None = None
+    """``PLAINTEXT``, ``SSL``, ``SASL_PLAINTEXT`` or ``SASL_SSL`` (see ``Settings.Kafka``)."""
 
 
 class Settings(ConfigModel):

@@ -99,16 +99,39 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
 # Settings and functions
 
 
-def _kafka_problems(kafka: KafkaConsumerSettings) -> list[Problem]:
-    if kafka.HeartbeatIntervalMs >= kafka.SessionTimeoutMs:
-        return [
+def _kafka_problems(
+    kafka: KafkaConsumerSettings, *, touched: Collection[str] | None = None
+) -> list[Problem]:
+    """Rules between consumer settings. With ``touched`` (a mapping's overridden fields),
+    only the rules involving one of them (the others are reported for ``Settings``)."""
+    problems: list[Problem] = []
+
+    def involves(*fields: str) -> bool:
+        return touched is None or any(f in touched for f in fields)
+
+    if (
+        involves("HeartbeatIntervalMs", "SessionTimeoutMs")
+        and kafka.HeartbeatIntervalMs >= kafka.SessionTimeoutMs
+    ):
+        problems.append(
             (
                 ("HeartbeatIntervalMs",),
                 f"{kafka.HeartbeatIntervalMs} must be lower than SessionTimeoutMs "
                 f"({kafka.SessionTimeoutMs}); Kafka advises at most a third of it",
             )
-        ]
-    return []
+        )
+    if (
+        involves("FetchMaxWaitMs", "RequestTimeoutMs")
+        and kafka.FetchMaxWaitMs >= kafka.RequestTimeoutMs
+    ):
+        problems.append(
+            (
+                ("FetchMaxWaitMs",),
+                f"{kafka.FetchMaxWaitMs} must be lower than RequestTimeoutMs "
+                f"({kafka.RequestTimeoutMs}): a fetch waiting that long would time out",
+            )
+        )
+    return problems
 
 
 def settings_problems(settings: Settings) -> list[Problem]:
@@ -283,11 +306,13 @@ def mapping_problems(
                 "for Amazon MSK",
             )
         problems.extend(_access_problems(m))
-        if m.Kafka is not None and (
-            m.Kafka.HeartbeatIntervalMs is not None or m.Kafka.SessionTimeoutMs is not None
-        ):
+        if m.Kafka is not None:
+            touched = m.Kafka.model_dump(exclude_none=True).keys()
             merged = m.kafka_consumer_settings(settings)
-            problems.extend((("Kafka", *loc), msg) for loc, msg in _kafka_problems(merged))
+            problems.extend(
+                (("Kafka", *loc), msg) for loc, msg in _kafka_problems(merged, touched=touched)
+            )
+        problems.extend(_protocol_problems(m, settings))
     else:
         for field in (
             "Topics",
@@ -333,6 +358,85 @@ def _access_problems(mapping: EventSourceMapping) -> list[Problem]:
                         f"{kind} and {auth[0]} both given: use one authentication method",
                     )
                 )
+    return problems
+
+
+_SASL_TYPES: Final = ("BASIC_AUTH", "SASL_SCRAM_256_AUTH", "SASL_SCRAM_512_AUTH")
+_TLS_TYPES: Final = ("CLIENT_CERTIFICATE_TLS_AUTH", "SERVER_ROOT_CA_CERTIFICATE")
+
+
+def _protocol_problems(mapping: EventSourceMapping, settings: Settings) -> list[Problem]:
+    """A configured ``SecurityProtocol`` must fit the mapping's
+    ``SourceAccessConfigurations``. The mapping's own ``Kafka.SecurityProtocol`` is
+    blamed when it set one; an inherited ``Settings.Kafka.SecurityProtocol`` is reported
+    at the mapping's entries (or at ``SourceAccessConfigurations`` when one is missing)."""
+    own = mapping.Kafka.SecurityProtocol if mapping.Kafka is not None else None
+    protocol = own if own is not None else settings.Kafka.SecurityProtocol
+    if protocol is None:
+        return []
+    name = protocol.value
+    sasl_protocol = name in ("SASL_PLAINTEXT", "SASL_SSL")
+    tls_protocol = name in ("SSL", "SASL_SSL")
+    entries = [(i, e.Type.value) for i, e in enumerate(mapping.SourceAccessConfigurations or ())]
+    sasl = [(i, kind) for i, kind in entries if kind in _SASL_TYPES]
+    tls = [(i, kind) for i, kind in entries if kind in _TLS_TYPES]
+    problems: list[Problem] = []
+    here: Loc = ("Kafka", "SecurityProtocol")
+    inherited = f"Settings.Kafka.SecurityProtocol is {name}"
+
+    if sasl_protocol and not sasl:
+        wanted = f"a SASL entry in SourceAccessConfigurations ({', '.join(_SASL_TYPES)})"
+        if own is not None:
+            problems.append((here, f"{name} needs {wanted}"))
+        else:
+            problems.append(
+                (
+                    ("SourceAccessConfigurations",),
+                    f"{inherited}, which needs {wanted}; or set this mapping's "
+                    "Kafka.SecurityProtocol",
+                )
+            )
+    if not sasl_protocol:
+        for index, kind in sasl:
+            if own is not None:
+                problems.append(
+                    (
+                        here,
+                        f"{name} sends no SASL credentials, but SourceAccessConfigurations"
+                        f"[{index}] is {kind} (use SASL_SSL or SASL_PLAINTEXT)",
+                    )
+                )
+            else:
+                problems.append(
+                    (
+                        ("SourceAccessConfigurations", index, "Type"),
+                        f"{kind} needs SecurityProtocol SASL_SSL or SASL_PLAINTEXT, but "
+                        f"{inherited}",
+                    )
+                )
+    if not tls_protocol:
+        for index, kind in tls:
+            if own is not None:
+                problems.append(
+                    (
+                        here,
+                        f"{name} does not use TLS, but SourceAccessConfigurations[{index}] is "
+                        f"{kind} (use SSL or SASL_SSL)",
+                    )
+                )
+            else:
+                problems.append(
+                    (
+                        ("SourceAccessConfigurations", index, "Type"),
+                        f"{kind} needs SecurityProtocol SSL or SASL_SSL, but {inherited}",
+                    )
+                )
+    if name == "SASL_PLAINTEXT" and mapping.is_msk:
+        message = "Amazon MSK offers SASL only over TLS (use SASL_SSL)"
+        if own is not None:
+            problems.append((here, message))
+        else:
+            problems.append((("EventSourceArn",), f"{message}, but {inherited}"))
     return problems
 
 

@@ -144,10 +144,6 @@ COMMIT_RETRY_SECONDS: Final = 0.5
 COMMIT_INTERVAL_SECONDS: Final = 0.02
 """After a commit the committer waits this long, gathering positions for the next one:
 at most ~50 commits a second per mapping, however many batches finish."""
-FETCH_MAX_WAIT_MS: Final = 100
-"""How long the broker may hold a fetch that has no data yet (aiokafka's default is
-500 ms). Brokers that only answer a waiting fetch when this runs out (tansu does) add
-up to this much to every record's delivery; 100 ms keeps idle fetches cheap."""
 PRODUCER_MAX_REQUEST_BYTES: Final = 16 * 1024 * 1024
 """A ``kafka://`` failure message holds one record's event (up to 6 MB, more for an
 oversized record): the producer must allow it (the broker's ``message.max.bytes`` too)."""
@@ -203,12 +199,20 @@ def choose_msk_brokers(
     authentication: SASL/SCRAM → ``BootstrapBrokerStringSaslScram``, TLS (client
     certificate or root CA) → ``BootstrapBrokerStringTls``, otherwise the plaintext one —
     or TLS when the cluster offers only TLS, upgrading the security protocol to ``SSL``
-    with the system's trust store."""
+    with the system's trust store — unless ``PLAINTEXT`` was configured explicitly."""
+    if security.security_protocol == "SASL_PLAINTEXT":
+        raise SourceError(
+            f"the MSK cluster {cluster_arn}: Amazon MSK offers SASL only over TLS (use "
+            "SecurityProtocol SASL_SSL)",
+            retryable=False,
+        )
     scram = security.sasl_mechanism is not None and security.sasl_mechanism.startswith("SCRAM")
     if scram:
         order = ["BootstrapBrokerStringSaslScram", "BootstrapBrokerStringPublicSaslScram"]
     elif security.security_protocol in ("SSL", "SASL_SSL"):
         order = ["BootstrapBrokerStringTls", "BootstrapBrokerStringPublicTls"]
+    elif security.explicit:
+        order = ["BootstrapBrokerString"]
     else:
         order = [
             "BootstrapBrokerString",
@@ -505,7 +509,11 @@ class KafkaPoller:
 
     async def _resolve_source(self) -> KafkaSource:
         mapping = self.ctx.mapping
-        self.security = await build_security(mapping.SourceAccessConfigurations, aws=self.ctx.aws)
+        self.security = await build_security(
+            mapping.SourceAccessConfigurations,
+            aws=self.ctx.aws,
+            protocol=self.consumer_settings.SecurityProtocol,
+        )
         group = mapping.consumer_group_id or mapping.uuid
         if mapping.is_msk:
             arn = mapping.EventSourceArn
@@ -556,7 +564,7 @@ class KafkaPoller:
             "enable_auto_commit": False,
             "auto_offset_reset": reset,
             "max_poll_records": self.fetch_records,
-            "fetch_max_wait_ms": FETCH_MAX_WAIT_MS,
+            "fetch_max_wait_ms": self.consumer_settings.FetchMaxWaitMs,
             **self.consumer_settings.aiokafka_options(),
             **self.security.aiokafka_options(),
         }

@@ -18,7 +18,13 @@ a ``URI`` saying where the secret is:
 ==============================  ==========================  ===============================
 
 The security protocol follows: any SASL entry → ``SASL_SSL``; only TLS entries →
-``SSL``; nothing → ``PLAINTEXT``. (As Lambda, SASL is always sent over TLS.)
+``SSL``; nothing → ``PLAINTEXT`` (as Lambda, which always sends SASL over TLS). The
+``SecurityProtocol`` setting (a pumphouse extension) chooses it explicitly instead:
+``SASL_PLAINTEXT`` sends SASL without TLS (plaintext listeners in a private network), and
+``SSL`` / ``SASL_SSL`` without TLS entries use the system's trust store. The
+configuration check refuses combinations that do not fit (SASL entries with
+``PLAINTEXT`` / ``SSL``, TLS entries with a plaintext protocol, a SASL protocol without a
+SASL entry); :func:`build_security` refuses them again.
 
 ``URI`` is one of
 
@@ -87,6 +93,10 @@ SASL_MECHANISMS: Final[Mapping[str, str]] = {
 }
 TLS_TYPES: Final = frozenset({CLIENT_CERTIFICATE_TLS_AUTH, SERVER_ROOT_CA_CERTIFICATE})
 SUPPORTED_TYPES: Final = frozenset(SASL_MECHANISMS) | TLS_TYPES
+
+PROTOCOLS: Final = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_PROTOCOLS: Final = frozenset({"SASL_PLAINTEXT", "SASL_SSL"})
+TLS_PROTOCOLS: Final = frozenset({"SSL", "SASL_SSL"})
 
 
 class Secret:
@@ -274,6 +284,8 @@ class KafkaSecurity:
     ssl_context: ssl.SSLContext | None = field(default=None, compare=False)
     sources: tuple[AccessEntry, ...] = ()
     """The entries it was built from (types and URIs only)."""
+    explicit: bool = False
+    """The protocol was configured (``SecurityProtocol``), not derived from the entries."""
 
     def aiokafka_options(self) -> dict[str, Any]:
         """Keyword arguments for ``AIOKafkaConsumer`` / ``AIOKafkaProducer``."""
@@ -290,6 +302,7 @@ class KafkaSecurity:
         """A secret-free description for logs."""
         return {
             "security_protocol": self.security_protocol,
+            "security_protocol_configured": self.explicit,
             "sasl_mechanism": self.sasl_mechanism,
             "access": [f"{e.type}={e.uri}" for e in self.sources],
         }
@@ -319,17 +332,65 @@ def check_entries(entries: Sequence[AccessEntry]) -> None:
         )
 
 
+def choose_protocol(entries: Sequence[AccessEntry], configured: str | None) -> str:
+    """The security protocol: ``configured`` if it fits the entries, else derived from
+    them (SASL → ``SASL_SSL``, TLS → ``SSL``, none → ``PLAINTEXT``)."""
+    kinds = {e.type for e in entries}
+    sasl = sorted(kinds & SASL_MECHANISMS.keys())
+    tls = sorted(kinds & TLS_TYPES)
+    if configured is None:
+        return "SASL_SSL" if sasl else "SSL" if tls else "PLAINTEXT"
+    if configured not in PROTOCOLS:
+        raise SourceError(
+            f"SecurityProtocol {configured!r} is not one of {', '.join(PROTOCOLS)}",
+            retryable=False,
+        )
+    if configured in SASL_PROTOCOLS and not sasl:
+        raise SourceError(
+            f"SecurityProtocol {configured} needs a SASL entry in SourceAccessConfigurations "
+            f"({', '.join(SASL_MECHANISMS)})",
+            retryable=False,
+        )
+    if configured not in SASL_PROTOCOLS and sasl:
+        raise SourceError(
+            f"SecurityProtocol {configured} sends no SASL credentials, but "
+            f"SourceAccessConfigurations has {sasl[0]} (use SASL_SSL or SASL_PLAINTEXT)",
+            retryable=False,
+        )
+    if configured not in TLS_PROTOCOLS and tls:
+        raise SourceError(
+            f"SecurityProtocol {configured} does not use TLS, but SourceAccessConfigurations "
+            f"has {', '.join(tls)} (use SSL or SASL_SSL)",
+            retryable=False,
+        )
+    return configured
+
+
 async def build_security(
     configurations: Sequence[Any] | None,
     *,
     aws: AwsClients | None,
     secrets: SecretResolver | None = None,
+    protocol: str | None = None,
 ) -> KafkaSecurity:
-    """Resolve a mapping's ``SourceAccessConfigurations`` into :class:`KafkaSecurity`."""
+    """Resolve a mapping's ``SourceAccessConfigurations`` into :class:`KafkaSecurity`.
+
+    ``protocol`` is the configured ``SecurityProtocol`` (None: derive it from the
+    entries); see :func:`choose_protocol`.
+    """
     entries = access_entries(configurations)
     check_entries(entries)
+    protocol = str(getattr(protocol, "value", protocol)) if protocol is not None else None
+    chosen = choose_protocol(entries, protocol)
+    explicit = protocol is not None
     if not entries:
-        return KafkaSecurity()
+        if chosen == "SSL":  # TLS without entries: the system's trust store
+            return KafkaSecurity(
+                security_protocol=chosen,
+                ssl_context=ssl.create_default_context(ssl.Purpose.SERVER_AUTH),
+                explicit=explicit,
+            )
+        return KafkaSecurity(security_protocol=chosen, explicit=explicit)
     secrets = secrets or resolver()
     by_type = {e.type: e for e in entries}
 
@@ -346,7 +407,7 @@ async def build_security(
         mechanism = sasl
 
     context: ssl.SSLContext | None = None
-    if mechanism is not None or TLS_TYPES & by_type.keys():
+    if chosen in TLS_PROTOCOLS:
         context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
         ca = by_type.get(SERVER_ROOT_CA_CERTIFICATE)
         if ca is not None:
@@ -371,19 +432,14 @@ async def build_security(
                 context, certificate=certificate, key=key, password=key_password, uri=client.uri
             )
 
-    if mechanism is not None:
-        protocol = "SASL_SSL"
-    elif context is not None:
-        protocol = "SSL"
-    else:
-        protocol = "PLAINTEXT"
     return KafkaSecurity(
-        security_protocol=protocol,
+        security_protocol=chosen,
         sasl_mechanism=mechanism,
         username=username,
         password=password,
         ssl_context=context,
         sources=tuple(entries),
+        explicit=explicit,
     )
 
 

@@ -763,3 +763,68 @@ async def test_shutdown_during_endless_retries_commits_nothing_past_the_failing_
     # up to the failing record, never past it, and partition 1 is unaffected.
     assert view["LastProcessingResult"] == "PROBLEM: Function call failed"
     assert await committed(tansu.bootstrap, group_of(config), unique_name, 2) == {0: 1, 1: 1}
+
+
+# ---------------------------------------------------------------------------------------
+# SecurityProtocol and FetchMaxWaitMs (pumphouse extensions)
+
+
+async def test_explicit_plaintext_and_a_longer_fetch_wait_consume_end_to_end(
+    tansu: TansuBroker, unique_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aiokafka import AIOKafkaConsumer
+
+    from pumphouse.pollers import kafka as kafka_module
+
+    seen: list[dict[str, Any]] = []
+
+    class RecordingConsumer(AIOKafkaConsumer):  # type: ignore[misc]
+        def __init__(self, *args: Any, **options: Any) -> None:
+            seen.append(options)
+            super().__init__(*args, **options)
+
+    monkeypatch.setattr(kafka_module, "AIOKafkaConsumer", RecordingConsumer)
+    await create_topic(tansu.bootstrap, unique_name, 2)
+    await produce(
+        tansu.bootstrap,
+        unique_name,
+        [{"value": f"a{i}".encode(), "partition": i % 2} for i in range(20)],
+    )
+    config = kafka_config(
+        tmp_path,
+        bootstrap=tansu.bootstrap,
+        topic=unique_name,
+        mapping={"Kafka": {"SecurityProtocol": "PLAINTEXT", "FetchMaxWaitMs": 300}},
+    )
+    records = tmp_path / "records.jsonl"
+    async with running(config) as service:
+        await wait_for(delivered(records, at_least=20), message="the first 20 records")
+        # Records produced while the consumer idles in waiting fetches arrive too.
+        await produce(
+            tansu.bootstrap,
+            unique_name,
+            [{"value": f"b{i}".encode(), "partition": i % 2} for i in range(10)],
+        )
+        await wait_for(delivered(records, at_least=30), message="10 more records")
+        await wait_for(
+            lambda: (
+                metric(
+                    service,
+                    "pumphouse_committed_events_total",
+                    mapping=service.config.EventSourceMappings[0].label,
+                    function="fn",
+                    source="kafka",
+                )
+                == 30
+            ),
+            message="30 committed",
+        )
+        views = service.mapping_views()
+    [options] = seen
+    assert options["security_protocol"] == "PLAINTEXT"
+    assert options["fetch_max_wait_ms"] == 300
+    assert "ssl_context" not in options and "sasl_mechanism" not in options
+    values = sorted(line["value"] for line in read_lines(records))
+    assert values == sorted([f"a{i}" for i in range(20)] + [f"b{i}" for i in range(10)])
+    assert views[0]["LastProcessingResult"] == "OK"
+    assert await committed(tansu.bootstrap, group_of(config), unique_name, 2) == {0: 15, 1: 15}

@@ -641,6 +641,206 @@ def test_source_access_invalid(access: list[dict[str, str]], expected: str) -> N
     assert only_problem(kafka(SourceAccessConfigurations=access)) == expected
 
 
+# SecurityProtocol and FetchMaxWaitMs (pumphouse extensions)
+
+BASIC = {"Type": "BASIC_AUTH", "URI": "env:KAFKA_USER"}
+SCRAM = {"Type": "SASL_SCRAM_512_AUTH", "URI": "env:KAFKA_USER"}
+CLIENT_CERT = {"Type": "CLIENT_CERTIFICATE_TLS_AUTH", "URI": "file:/etc/client.pem"}
+ROOT_CA = {"Type": "SERVER_ROOT_CA_CERTIFICATE", "URI": "file:/etc/ca.pem"}
+SASL_NAMES = "BASIC_AUTH, SASL_SCRAM_256_AUTH, SASL_SCRAM_512_AUTH"
+
+
+@pytest.mark.parametrize(
+    ("protocol", "access"),
+    [
+        ("PLAINTEXT", []),
+        ("SSL", []),
+        ("SSL", [CLIENT_CERT, ROOT_CA]),
+        ("SSL", [ROOT_CA]),
+        ("SASL_PLAINTEXT", [BASIC]),
+        ("SASL_PLAINTEXT", [SCRAM]),
+        ("SASL_SSL", [SCRAM]),
+        ("SASL_SSL", [BASIC, ROOT_CA]),
+    ],
+)
+def test_security_protocol_valid(protocol: str, access: list[dict[str, str]]) -> None:
+    mapping = kafka(Kafka={"SecurityProtocol": protocol})
+    if access:
+        mapping["SourceAccessConfigurations"] = access
+    config = load(mapping)
+    merged = config.EventSourceMappings[0].kafka_consumer_settings(config.Settings)
+    assert merged.SecurityProtocol == protocol
+    # The same from Settings.Kafka.
+    del mapping["Kafka"]
+    load(mapping, settings={"Kafka": {"SecurityProtocol": protocol}})
+
+
+def test_security_protocol_defaults_to_derived_and_fetch_wait_to_100() -> None:
+    config = load(kafka(SourceAccessConfigurations=[BASIC]))
+    merged = config.EventSourceMappings[0].kafka_consumer_settings(config.Settings)
+    assert merged.SecurityProtocol is None  # derived at connect time: SASL_SSL here
+    assert merged.FetchMaxWaitMs == 100
+
+
+KSP = f"{P}.Kafka.SecurityProtocol"
+
+
+@pytest.mark.parametrize(
+    ("protocol", "access", "expected"),
+    [
+        (
+            "SASL_PLAINTEXT",
+            None,
+            f"{KSP}: SASL_PLAINTEXT needs a SASL entry in SourceAccessConfigurations "
+            f"({SASL_NAMES})",
+        ),
+        (
+            "SASL_SSL",
+            [ROOT_CA],
+            f"{KSP}: SASL_SSL needs a SASL entry in SourceAccessConfigurations ({SASL_NAMES})",
+        ),
+        (
+            "PLAINTEXT",
+            [BASIC],
+            f"{KSP}: PLAINTEXT sends no SASL credentials, but SourceAccessConfigurations[0] is "
+            "BASIC_AUTH (use SASL_SSL or SASL_PLAINTEXT)",
+        ),
+        (
+            "SSL",
+            [ROOT_CA, SCRAM],
+            f"{KSP}: SSL sends no SASL credentials, but SourceAccessConfigurations[1] is "
+            "SASL_SCRAM_512_AUTH (use SASL_SSL or SASL_PLAINTEXT)",
+        ),
+        (
+            "PLAINTEXT",
+            [CLIENT_CERT],
+            f"{KSP}: PLAINTEXT does not use TLS, but SourceAccessConfigurations[0] is "
+            "CLIENT_CERTIFICATE_TLS_AUTH (use SSL or SASL_SSL)",
+        ),
+        (
+            "SASL_PLAINTEXT",
+            [SCRAM, ROOT_CA],
+            f"{KSP}: SASL_PLAINTEXT does not use TLS, but SourceAccessConfigurations[1] is "
+            "SERVER_ROOT_CA_CERTIFICATE (use SSL or SASL_SSL)",
+        ),
+        (
+            "TLS",
+            None,
+            f"{KSP}: 'TLS' is not one of 'PLAINTEXT', 'SSL', 'SASL_PLAINTEXT' or 'SASL_SSL'",
+        ),
+    ],
+)
+def test_mapping_security_protocol_must_fit_the_access_configurations(
+    protocol: str, access: list[dict[str, str]] | None, expected: str
+) -> None:
+    mapping = kafka(Kafka={"SecurityProtocol": protocol})
+    if access is not None:
+        mapping["SourceAccessConfigurations"] = access
+    assert only_problem(mapping) == expected
+
+
+@pytest.mark.parametrize(
+    ("protocol", "access", "expected"),
+    [
+        (
+            "SASL_PLAINTEXT",
+            None,
+            f"{SAC}: Settings.Kafka.SecurityProtocol is SASL_PLAINTEXT, which needs a SASL "
+            f"entry in SourceAccessConfigurations ({SASL_NAMES}); or set this mapping's "
+            "Kafka.SecurityProtocol",
+        ),
+        (
+            "PLAINTEXT",
+            [BASIC],
+            f"{SAC}[0].Type: BASIC_AUTH needs SecurityProtocol SASL_SSL or SASL_PLAINTEXT, but "
+            "Settings.Kafka.SecurityProtocol is PLAINTEXT",
+        ),
+        (
+            "SASL_PLAINTEXT",
+            [BASIC, ROOT_CA],
+            f"{SAC}[1].Type: SERVER_ROOT_CA_CERTIFICATE needs SecurityProtocol SSL or SASL_SSL, "
+            "but Settings.Kafka.SecurityProtocol is SASL_PLAINTEXT",
+        ),
+    ],
+)
+def test_settings_security_protocol_is_checked_against_each_mapping(
+    protocol: str, access: list[dict[str, str]] | None, expected: str
+) -> None:
+    mapping = kafka() if access is None else kafka(SourceAccessConfigurations=access)
+    assert only_problem(mapping, settings={"Kafka": {"SecurityProtocol": protocol}}) == expected
+    # The mapping's own protocol overrides the settings' one.
+    fixed = "SASL_SSL" if access else "PLAINTEXT"
+    load(
+        {**mapping, "Kafka": {"SecurityProtocol": fixed}},
+        settings={"Kafka": {"SecurityProtocol": protocol}},
+    )
+
+
+def test_sasl_plaintext_is_refused_for_amazon_msk() -> None:
+    assert (
+        only_problem(
+            msk(SourceAccessConfigurations=[SCRAM], Kafka={"SecurityProtocol": "SASL_PLAINTEXT"})
+        )
+        == f"{KSP}: Amazon MSK offers SASL only over TLS (use SASL_SSL)"
+    )
+    assert only_problem(
+        msk(SourceAccessConfigurations=[SCRAM]),
+        settings={"Kafka": {"SecurityProtocol": "SASL_PLAINTEXT"}},
+    ) == (
+        f"{P}.EventSourceArn: Amazon MSK offers SASL only over TLS (use SASL_SSL), but "
+        "Settings.Kafka.SecurityProtocol is SASL_PLAINTEXT"
+    )
+
+
+@pytest.mark.parametrize(
+    ("where", "kafka_settings", "expected"),
+    [
+        (
+            "settings",
+            {"FetchMaxWaitMs": 0},
+            "Settings.Kafka.FetchMaxWaitMs: 0 is below the minimum 1",
+        ),
+        ("mapping", {"FetchMaxWaitMs": 0}, f"{P}.Kafka.FetchMaxWaitMs: 0 is below the minimum 1"),
+        (
+            "settings",
+            {"FetchMaxWaitMs": 40000},
+            "Settings.Kafka.FetchMaxWaitMs: 40000 must be lower than RequestTimeoutMs (40000): "
+            "a fetch waiting that long would time out",
+        ),
+        (
+            "mapping",
+            {"FetchMaxWaitMs": 5000, "RequestTimeoutMs": 5000},
+            f"{P}.Kafka.FetchMaxWaitMs: 5000 must be lower than RequestTimeoutMs (5000): a "
+            "fetch waiting that long would time out",
+        ),
+        (
+            "mapping",
+            {"RequestTimeoutMs": 50},
+            f"{P}.Kafka.FetchMaxWaitMs: 100 must be lower than RequestTimeoutMs (50): a fetch "
+            "waiting that long would time out",
+        ),
+    ],
+)
+def test_fetch_max_wait_rules(where: str, kafka_settings: dict[str, Any], expected: str) -> None:
+    if where == "settings":
+        assert only_problem(kafka(), settings={"Kafka": kafka_settings}) == expected
+    else:
+        assert only_problem(kafka(Kafka=kafka_settings)) == expected
+
+
+def test_fetch_max_wait_valid_and_overridable() -> None:
+    config = load(
+        kafka(Kafka={"FetchMaxWaitMs": 250}),
+        kafka(Topics=["other"], SelfManagedKafkaEventSourceConfig={"ConsumerGroupId": "g2"}),
+        settings={"Kafka": {"FetchMaxWaitMs": 1000, "RequestTimeoutMs": 30000}},
+    )
+    waits = [
+        m.kafka_consumer_settings(config.Settings).FetchMaxWaitMs
+        for m in config.EventSourceMappings
+    ]
+    assert waits == [250, 1000]
+
+
 # ---------------------------------------------------------------------------------------
 # Filters and response types
 

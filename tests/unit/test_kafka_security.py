@@ -210,3 +210,82 @@ async def test_env_and_file_secrets_are_read_fresh(tmp_path: Path) -> None:
     path.write_text('{"username": "a", "password": "2"}')
     second = await resolver.read_fields(f"file:{path}", aws=None)
     assert (first["password"].reveal(), second["password"].reveal()) == ("1", "2")
+
+
+# ---------------------------------------------------------------------------------------
+# An explicit SecurityProtocol
+
+
+@pytest.mark.parametrize(
+    ("kind", "mechanism"),
+    [("BASIC_AUTH", "PLAIN"), ("SASL_SCRAM_256_AUTH", "SCRAM-SHA-256")],
+)
+async def test_sasl_plaintext_sends_sasl_without_tls(
+    monkeypatch: pytest.MonkeyPatch, kind: str, mechanism: str
+) -> None:
+    uri = login(monkeypatch)
+    security = await build_security(
+        [{"Type": kind, "URI": uri}], aws=None, protocol="SASL_PLAINTEXT"
+    )
+    assert security.aiokafka_options() == {
+        "security_protocol": "SASL_PLAINTEXT",
+        "sasl_mechanism": mechanism,
+        "sasl_plain_username": "app",
+        "sasl_plain_password": PASSWORD,
+    }
+    assert security.explicit
+    assert PASSWORD not in str(security.describe())
+    assert security.describe()["security_protocol_configured"] is True
+
+
+async def test_explicit_protocol_equal_to_the_derived_one_changes_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    entries = [{"Type": "SASL_SCRAM_512_AUTH", "URI": login(monkeypatch)}]
+    derived = await build_security(entries, aws=None)
+    explicit = await build_security(entries, aws=None, protocol="SASL_SSL")
+    assert derived.security_protocol == explicit.security_protocol == "SASL_SSL"
+    assert isinstance(explicit.ssl_context, ssl.SSLContext)
+    assert (await build_security(None, aws=None, protocol="PLAINTEXT")).aiokafka_options() == {
+        "security_protocol": "PLAINTEXT"
+    }
+
+
+async def test_explicit_ssl_without_entries_trusts_the_system_store() -> None:
+    security = await build_security(None, aws=None, protocol="SSL")
+    assert security.security_protocol == "SSL"
+    assert security.ssl_context is not None
+    assert security.ssl_context.verify_mode is ssl.CERT_REQUIRED
+
+
+@pytest.mark.parametrize(
+    ("entries", "protocol", "message"),
+    [
+        ([], "SASL_PLAINTEXT", "SASL_PLAINTEXT needs a SASL entry"),
+        ([], "SASL_SSL", "SASL_SSL needs a SASL entry"),
+        ([("BASIC_AUTH", "env:KAFKA_LOGIN")], "PLAINTEXT", "PLAINTEXT sends no SASL"),
+        ([("BASIC_AUTH", "env:KAFKA_LOGIN")], "SSL", "SSL sends no SASL"),
+        (
+            [("BASIC_AUTH", "env:KAFKA_LOGIN"), ("SERVER_ROOT_CA_CERTIFICATE", "file:/x")],
+            "SASL_PLAINTEXT",
+            "SASL_PLAINTEXT does not use TLS, but SourceAccessConfigurations has "
+            "SERVER_ROOT_CA_CERTIFICATE",
+        ),
+        (
+            [("CLIENT_CERTIFICATE_TLS_AUTH", "env:KAFKA_CERT")],
+            "PLAINTEXT",
+            "PLAINTEXT does not use TLS",
+        ),
+        ([], "TLS", "'TLS' is not one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL"),
+    ],
+)
+async def test_protocol_that_does_not_fit_the_entries_is_refused(
+    monkeypatch: pytest.MonkeyPatch, entries: list[tuple[str, str]], protocol: str, message: str
+) -> None:
+    login(monkeypatch)
+    with pytest.raises(SourceError, match=message) as caught:
+        await build_security(
+            [{"Type": t, "URI": u} for t, u in entries], aws=None, protocol=protocol
+        )
+    assert not caught.value.retryable
+    assert PASSWORD not in str(caught.value)
