@@ -89,10 +89,28 @@ bisect, partial responses, on-failure destination) and marks them finished. The 
 :class:`~pumphouse.pollers.acks.ContiguousAckTracker` moves the checkpoint only past
 records that are finished *and* preceded only by finished records, across lanes.
 
-The checkpoint (sequence number, retry counter, window state) is written after each
+The checkpoint (sequence number, retry counters, window state) is written after each
 finished batch with the lease's fencing token. With Redis the lane waits for the write;
 with SQLite (one replica, an fsync per commit) writes run behind the lanes, coalesced,
 one in flight per shard.
+
+Retry counters
+--------------
+
+Before each retry the attempt number is written with the checkpoint, keyed by the first
+sequence number of the batch retried (``Checkpoint.retries``), so a restart or a new
+owner continues the count. Each lane retries at most one batch at a time, so with
+``ParallelizationFactor`` N there are at most N entries, one per lane, and lanes never
+overwrite each other's. An entry goes when its record finishes (succeeded, or given up).
+A new processor loads the entries ahead of its checkpoint; a lane's batch that starts at
+a stored key continues that count, and a batch never runs past a stored key that no lane
+has picked up yet: it closes just before it, so the batch the counter belongs to starts
+there again. Example, ``ParallelizationFactor`` 2, ``MaximumRetryAttempts`` 3, lane A
+holds 1 2 4 and poison 5, lane B poison 3::
+
+    A: [1 2] ok, [4 5] fails twice     B: [3] fails three times
+    checkpoint 2, retries {"4": 2, "3": 3}               -- restart --
+    A: [4 5] continues with attempt 3  B: [3] continues with attempt 4, then given up
 
 ``ExpiredIteratorException`` gets a new iterator after the last record read;
 ``TrimmedDataAccessException`` continues from the trim horizon (the skipped records are
@@ -531,10 +549,12 @@ class ShardProcessor:
         self.lanes = [_Lane(i) for i in range(n_lanes)]
         self.tracker: ContiguousAckTracker[str] = ContiguousAckTracker()
         self.window = WindowState.from_json(checkpoint.window if checkpoint else None)
-        self.retry_resume: tuple[str, int] | None = None
-        if checkpoint is not None and checkpoint.retry_sequence_number:
-            self.retry_resume = (checkpoint.retry_sequence_number, checkpoint.retry_attempts)
         self.last_read: str | None = checkpoint.sequence_number if checkpoint else None
+        self.retries: dict[str, int] = _unfinished_retries(checkpoint)
+        """Retry counters by the first sequence number of the batch they count (see
+        "Retry counters" in the module docstring); written with every checkpoint."""
+        self.resume_at: set[str] = set(self.retries)
+        """Stored counters no lane has picked up yet: a batch never runs past one."""
         self.committed: str | None = self.last_read
         self.buffered = 0
         self.space = asyncio.Event()
@@ -548,7 +568,6 @@ class ShardProcessor:
         self._ckpt_lock = asyncio.Lock()
         self._writing: asyncio.Task[None] | None = None
         self._dirty = False
-        self._retry_state: tuple[int, str] | None = None
         self._bound = log.bind(mapping=mapping.label, shard=shard_id)
         self._iterator_age = self.ctx.metrics.iterator_age(shard_id)
         self._behind = self.ctx.metrics.behind_latest(shard_id)
@@ -823,12 +842,15 @@ class ShardProcessor:
         oversized: list[int] = []
         seconds = self.ctx.mapping.tumbling_window
         now = time.monotonic()
+        resume_at = self.resume_at
         while pending:
             record = pending[0]
             if window_start_at is not None and window_start(record.arrival, seconds) != (
                 window_start_at
             ):
                 break
+            if resume_at and taken and record.sequence_number in resume_at:
+                break  # the batch a stored retry counter belongs to starts here
             result = batcher.add(record, len(record.fragment), now)
             if result is AddResult.BATCH_FULL:
                 break
@@ -871,13 +893,9 @@ class ShardProcessor:
         invoke: Callable[[Sequence[StreamRecord]], Any],
     ) -> bool:
         """Run one batch through the policy. True when every record finished."""
-        attempts_so_far = 0
-        resume = self.retry_resume
-        if resume is not None and records[0].sequence_number == resume[0]:
-            # The stored counter is this batch's; with several lanes another lane's
-            # batch may come first and must leave it for the lane it belongs to.
-            attempts_so_far = resume[1]
-            self.retry_resume = None
+        first = records[0].sequence_number
+        attempts_so_far = self.retries.get(first, 0)
+        self.resume_at.discard(first)
         poller = self.poller
         report = await process_ordered_batch(
             records,
@@ -940,13 +958,16 @@ class ShardProcessor:
         nothing: one store write per batch is enough."""
         if attempt <= 1:
             return
-        self._retry_state = (attempt, records[0].sequence_number)
+        self.retries[records[0].sequence_number] = attempt
         await self._write_checkpoint()
 
     async def _finished(self, records: Sequence[StreamRecord]) -> None:
-        retry = self._retry_state
-        if retry is not None and any(r.sequence_number == retry[1] for r in records):
-            self._retry_state = None  # only the lane whose batch it counts clears it
+        retries = self.retries
+        if retries:
+            # Only the entries of these records go: another lane's counter stays.
+            for record in records:
+                if retries.pop(record.sequence_number, None) is not None:
+                    self.resume_at.discard(record.sequence_number)
         self.tracker.complete([r.position for r in records])
         await self._advance_checkpoint()
 
@@ -1183,11 +1204,9 @@ class ShardProcessor:
                 raise _ShardLost()
             committable = self.tracker.committable()
             sequence = committable if committable is not None else self.committed
-            retry = self._retry_state
             checkpoint = Checkpoint(
                 sequence_number=sequence,
-                retry_attempts=retry[0] if retry else 0,
-                retry_sequence_number=retry[1] if retry else None,
+                retries=dict(self.retries),
                 window=self.window.to_json() if self.window is not None else None,
                 shard_ended=ended,
             )
@@ -1209,6 +1228,22 @@ class ShardProcessor:
 
 class _Stopped(Exception):
     """Internal: the shard is stopping while waiting for something."""
+
+
+def _unfinished_retries(checkpoint: Checkpoint | None) -> dict[str, int]:
+    """The stored retry counters still ahead of the checkpoint (a counter at or behind
+    it counts records that are finished: it is dropped)."""
+    if checkpoint is None or not checkpoint.retries:
+        return {}
+    done = checkpoint.sequence_number
+    if done is None or not done.isdigit():
+        return dict(checkpoint.retries)
+    last = int(done)
+    return {
+        seq: n
+        for seq, n in checkpoint.retries.items()
+        if not seq.isdigit() or int(seq) > last
+    }
 
 
 def _arrival(record: StreamRecord) -> float:

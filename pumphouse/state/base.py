@@ -11,7 +11,7 @@ from __future__ import annotations
 import builtins
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 
@@ -21,10 +21,10 @@ class Checkpoint:
 
     sequence_number: str | None = None
     """Last *finished* sequence number of the shard (``None``: nothing finished yet)."""
-    retry_attempts: int = 0
-    """Attempts already used by the batch at the head of the shard."""
-    retry_sequence_number: str | None = None
-    """First sequence number of the batch those attempts belong to."""
+    retries: dict[str, int] = field(default_factory=dict)
+    """Retry counters of the batches being retried: attempts already made, by the first
+    sequence number of the batch. With ``ParallelizationFactor`` > 1 each lane retrying
+    at the same time has its own entry; an entry is dropped when its records finish."""
     window: dict[str, Any] | None = None
     """Tumbling-window state ``{start, end, state}`` (JSON-able)."""
     shard_ended: bool = False
@@ -162,27 +162,44 @@ def encode_checkpoint(checkpoint: Checkpoint) -> str:
     Raises ``TypeError`` / ``ValueError`` (before touching the store) when ``window`` is
     not JSON-able.
     """
-    doc = {
+    retries = {str(seq): int(n) for seq, n in checkpoint.retries.items()}
+    doc: dict[str, Any] = {
         "sequence_number": checkpoint.sequence_number,
-        "retry_attempts": checkpoint.retry_attempts,
-        "retry_sequence_number": checkpoint.retry_sequence_number,
+        "retries": retries,
         "window": checkpoint.window,
         "shard_ended": checkpoint.shard_ended,
     }
+    if retries:
+        # The one-counter form older versions read (they ignore ``retries``): during a
+        # rolling upgrade an older replica taking the shard over still continues one
+        # counter, as it always did.
+        first = min(retries, key=_sequence_order)
+        doc["retry_attempts"] = retries[first]
+        doc["retry_sequence_number"] = first
     return json.dumps(doc, separators=(",", ":"), allow_nan=False)
 
 
 def decode_checkpoint(text: str, *, updated_at: float | None = None) -> Checkpoint:
-    """Parse what :func:`encode_checkpoint` wrote (unknown keys are ignored)."""
+    """Parse what :func:`encode_checkpoint` wrote (unknown keys are ignored).
+
+    A checkpoint written before per-batch counters existed holds one counter,
+    ``retry_attempts`` for the batch starting at ``retry_sequence_number``: it becomes
+    the one entry of ``retries``.
+    """
     doc = json.loads(text)
     if not isinstance(doc, dict):
         raise ValueError(f"checkpoint is not a JSON object: {text[:80]!r}")
     window = doc.get("window")
     stamp = updated_at if updated_at is not None else doc.get("updated_at", 0.0)
+    retries: dict[str, int] = {}
+    stored = doc.get("retries")
+    if isinstance(stored, dict):
+        retries = {str(seq): n for seq, n in stored.items() if isinstance(n, int) and n > 0}
+    elif doc.get("retry_sequence_number") is not None and int(doc.get("retry_attempts") or 0):
+        retries = {str(doc["retry_sequence_number"]): int(doc["retry_attempts"])}
     return Checkpoint(
         sequence_number=_opt_str(doc.get("sequence_number")),
-        retry_attempts=int(doc.get("retry_attempts") or 0),
-        retry_sequence_number=_opt_str(doc.get("retry_sequence_number")),
+        retries=retries,
         window=window if isinstance(window, dict) else None,
         shard_ended=bool(doc.get("shard_ended", False)),
         updated_at=float(stamp or 0.0),
@@ -191,3 +208,11 @@ def decode_checkpoint(text: str, *, updated_at: float | None = None) -> Checkpoi
 
 def _opt_str(value: object) -> str | None:
     return None if value is None else str(value)
+
+
+def _sequence_order(sequence_number: str) -> tuple[int, int, str]:
+    """Sort key of sequence numbers: numerically when they are digits (Kinesis and
+    DynamoDB Streams), as text otherwise."""
+    if sequence_number.isdigit():
+        return (0, int(sequence_number), "")
+    return (1, 0, sequence_number)

@@ -196,3 +196,81 @@ async def test_powertools_dynamodb_batch_processor_unmodified(
     # Powertools reported "poison": the records before it are done at once, the
     # remainder (poison, c) is retried once and then given up.
     assert seen == {"a": 1, "b": 1, "poison": 2, "c": 2}
+
+
+async def test_ddb_failure_record_through_an_sns_topic(
+    moto_server: MotoServer, tmp_path: Path, unique_name: str
+) -> None:
+    record_file = tmp_path / "records.jsonl"
+    async with (
+        s.client("dynamodb", moto_server.url) as ddb,
+        s.client("sns", moto_server.url) as sns,
+        s.client("sqs", moto_server.url) as sqs,
+    ):
+        arn = await _table(ddb, unique_name)
+        topic_arn = (await sns.create_topic(Name=f"{unique_name}-failures"))["TopicArn"]
+        queue_url, queue_arn = await s.create_queue(sqs, f"{unique_name}-sub")
+        await sns.subscribe(
+            TopicArn=topic_arn,
+            Protocol="sqs",
+            Endpoint=queue_arn,
+            Attributes={"RawMessageDelivery": "true"},
+        )
+        await ddb.put_item(TableName=unique_name, Item={"id": {"S": "a"}})
+        await ddb.put_item(TableName=unique_name, Item={"id": {"S": "p"}, "poison": {"BOOL": True}})
+        await ddb.put_item(TableName=unique_name, Item={"id": {"S": "z"}})
+        config = s.config_yaml(
+            settings=_settings(tmp_path, moto_server),
+            functions={"f": s.function("recorder.handler", record_file)},
+            mappings=[
+                {
+                    "FunctionName": "f",
+                    "EventSourceArn": arn,
+                    "StartingPosition": "TRIM_HORIZON",
+                    "BatchSize": 3,
+                    "BisectBatchOnFunctionError": True,
+                    "MaximumRetryAttempts": 1,
+                    "DestinationConfig": {"OnFailure": {"Destination": topic_arn}},
+                }
+            ],
+        )
+        async with s.running(config) as service:
+            failures = await s.drain_queue(sqs, queue_url, expect=1)
+            await s.wait_for(
+                lambda: "z" in _succeeded_ids(record_file), what="the record after the poison"
+            )
+            delivered_metric = s.metric(
+                service, "pumphouse_destination_deliveries_total", destination_type="sns"
+            )
+    poison = next(x for x in s.delivered(record_file) if x["poison"])
+    assert _succeeded_ids(record_file) == ["a", "z"]
+    assert len(failures) == 1, "one failure record, the poison item alone"
+    failure = failures[0]
+    assert set(failure) == {
+        "requestContext", "responseContext", "version", "timestamp", "DDBStreamBatchInfo"
+    }
+    info = failure["DDBStreamBatchInfo"]
+    assert info["startSequenceNumber"] == poison["seq"] == info["endSequenceNumber"]
+    assert (info["batchSize"], info["streamArn"]) == (1, arn)
+    assert info["shardId"].startswith("shardId-")
+    for key in ("approximateArrivalOfFirstRecord", "approximateArrivalOfLastRecord"):
+        # DynamoDB Streams: whole seconds, no milliseconds (Kinesis has them).
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", info[key]), info[key]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", failure["timestamp"])
+    assert failure["version"] == "1.0"
+    assert failure["requestContext"]["condition"] == "RetryAttemptsExhausted"
+    assert failure["requestContext"]["approximateInvokeCount"] == 2
+    assert failure["requestContext"]["functionArn"].endswith(":function:f")
+    assert failure["responseContext"] == {
+        "statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"
+    }
+    assert delivered_metric == 1
+
+
+def _succeeded_ids(record_file: Path) -> list[str]:
+    return [
+        item["record"]["dynamodb"]["Keys"]["id"]["S"]
+        for line in s.read_lines(record_file)
+        if not line["poison"]
+        for item in line["items"]
+    ]

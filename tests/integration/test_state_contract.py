@@ -104,8 +104,10 @@ def store_up(store: str) -> float | None:
 
 FULL = Checkpoint(
     sequence_number="49590338271490256608559692538361571095921575989136588898",
-    retry_attempts=2,
-    retry_sequence_number="49590338271490256608559692538361571095921575989136588801",
+    retries={
+        "49590338271490256608559692538361571095921575989136588801": 2,
+        "49590338271490256608559692538361571095921575989136588850": 7,
+    },
     window={"start": "2024-01-01T00:00:00Z", "end": "2024-01-01T00:05:00Z",
             "state": {"count": 3, "ids": [], "nested": {}, "big": 2**60, "ratio": 0.1}},
     shard_ended=True,
@@ -114,9 +116,9 @@ FULL = Checkpoint(
 
 def same_content(a: Checkpoint | None, b: Checkpoint) -> bool:
     assert a is not None
-    return (
-        a.sequence_number, a.retry_attempts, a.retry_sequence_number, a.window, a.shard_ended
-    ) == (b.sequence_number, b.retry_attempts, b.retry_sequence_number, b.window, b.shard_ended)
+    return (a.sequence_number, a.retries, a.window, a.shard_ended) == (
+        b.sequence_number, b.retries, b.window, b.shard_ended
+    )
 
 
 # --- checkpoints ------------------------------------------------------------------------
@@ -139,6 +141,27 @@ async def test_put_then_get_round_trips_every_field(store: StateStore) -> None:
     assert same_content(
         await store.checkpoints.get("orders", "shard-1"), Checkpoint(sequence_number="7")
     )
+
+
+async def test_retry_counters_of_several_batches_round_trip_and_replace(
+    store: StateStore, replica: StateStore
+) -> None:
+    # One counter per retrying batch (one per lane), keyed by the batch's first sequence
+    # number; each write replaces the whole set: a counter left out is gone.
+    lanes = {"49590338271490256608559692538361571095921575989136588801": 3, "2": 1, "10": 10000}
+    await store.checkpoints.put("orders", "shard-1", Checkpoint(sequence_number="1", retries=lanes))
+    got = await replica.checkpoints.get("orders", "shard-1")
+    assert got is not None and got.retries == lanes
+    assert (await replica.checkpoints.list("orders"))["shard-1"].retries == lanes
+
+    fewer = {"2": 2}
+    await store.checkpoints.put("orders", "shard-1", Checkpoint(sequence_number="1", retries=fewer))
+    got = await replica.checkpoints.get("orders", "shard-1")
+    assert got is not None and got.retries == fewer
+
+    await store.checkpoints.put("orders", "shard-1", Checkpoint(sequence_number="3"))
+    got = await replica.checkpoints.get("orders", "shard-1")
+    assert got is not None and got.retries == {}
 
 
 async def test_put_ignores_caller_updated_at(store: StateStore) -> None:

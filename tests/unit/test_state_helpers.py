@@ -51,8 +51,7 @@ def test_open_state_store_refuses_bad_arguments() -> None:
 def test_checkpoint_encoding_round_trips_and_leaves_updated_at_to_the_store() -> None:
     checkpoint = Checkpoint(
         sequence_number="123",
-        retry_attempts=3,
-        retry_sequence_number="100",
+        retries={"100": 3, "99": 2},
         window={"start": 1, "end": 2, "state": {"sum": 1.5, "ids": []}},
         shard_ended=True,
         updated_at=99.0,
@@ -62,8 +61,7 @@ def test_checkpoint_encoding_round_trips_and_leaves_updated_at_to_the_store() ->
     decoded = decode_checkpoint(text, updated_at=7.0)
     assert decoded == Checkpoint(
         sequence_number="123",
-        retry_attempts=3,
-        retry_sequence_number="100",
+        retries={"100": 3, "99": 2},
         window={"start": 1, "end": 2, "state": {"sum": 1.5, "ids": []}},
         shard_ended=True,
         updated_at=7.0,
@@ -73,6 +71,21 @@ def test_checkpoint_encoding_round_trips_and_leaves_updated_at_to_the_store() ->
     )
     with pytest.raises(ValueError, match="Out of range float"):
         encode_checkpoint(Checkpoint(window={"x": float("nan")}))
+
+
+def test_checkpoint_of_an_older_version_keeps_its_one_retry_counter() -> None:
+    # Written before per-batch counters: one counter for the batch at the head.
+    old = '{"sequence_number": "5", "retry_attempts": 2, "retry_sequence_number": "9",' \
+        ' "window": null, "shard_ended": false}'
+    assert decode_checkpoint(old).retries == {"9": 2}
+    unused = '{"sequence_number": "5", "retry_attempts": 0, "retry_sequence_number": null}'
+    assert decode_checkpoint(unused).retries == {}
+    # ... and what this version writes still carries that form for an older reader (the
+    # counter of the lowest sequence number), next to every counter.
+    doc = json.loads(encode_checkpoint(Checkpoint(retries={"10": 2, "9": 4})))
+    assert (doc["retry_sequence_number"], doc["retry_attempts"]) == ("9", 4)
+    assert decode_checkpoint(json.dumps(doc)).retries == {"10": 2, "9": 4}
+    assert "retry_attempts" not in json.loads(encode_checkpoint(Checkpoint()))
 
 
 def test_ttl_millis() -> None:

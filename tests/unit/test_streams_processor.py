@@ -333,7 +333,7 @@ async def test_a_restart_continues_the_retry_counter(tmp_path: Path, stream: Mem
     await h.stop()
     checkpoint = await h.state.checkpoints.get(h.mapping.uuid, "s0")
     await h.close()
-    assert checkpoint is not None and checkpoint.retry_attempts >= 1
+    assert checkpoint is not None and list(checkpoint.retries.values()) == [len(attempts)]
     used = len(attempts)
 
     h2 = Harness(tmp_path, stream, fail, MaximumRetryAttempts=3)
@@ -365,7 +365,7 @@ async def test_a_restart_continues_the_retry_counter_of_a_parallel_lane(
     await h.stop()
     checkpoint = await h.state.checkpoints.get(h.mapping.uuid, "s0")
     await h.close()
-    assert checkpoint is not None and checkpoint.retry_attempts >= 1
+    assert checkpoint is not None and list(checkpoint.retries.values()) == [len(attempts)]
     used = len(attempts)
 
     h2 = Harness(tmp_path, stream, fail, **options)
@@ -399,7 +399,59 @@ async def test_another_lane_finishing_keeps_the_stored_retry_counter(
     checkpoint = await h.state.checkpoints.get(h.mapping.uuid, "s0")
     await h.close()
     assert checkpoint is not None and checkpoint.sequence_number == good
-    assert (checkpoint.retry_sequence_number, checkpoint.retry_attempts) == (poison, 2)
+    assert checkpoint.retries == {poison: 2}
+
+
+async def test_two_lanes_retrying_at_once_each_keep_their_count_across_a_restart(
+    tmp_path: Path, stream: MemoryStream
+) -> None:
+    # ParallelizationFactor 2: key "p" runs in lane 1, key "g" in lane 0. Both lanes
+    # retry a poison record at the same time; each has its own stored counter, so after
+    # a restart each poison record gets exactly 1 + MaximumRetryAttempts attempts in all.
+    # Lane 0's poison record arrives after a good record already finished in a batch of
+    # its own: after the restart (the checkpoint is held back by lane 1's poison record)
+    # that good record is read again and must not swallow the poison record's batch.
+    poison_b = stream.add("s0", "p", "poison-b")
+    good = stream.add("s0", "g", "good")
+    attempts = {"poison-a": 0, "poison-b": 0}
+
+    def fail(event: dict[str, Any]) -> None:
+        data = {r["kinesis"]["data"] for r in event["Records"]}
+        for name in attempts.keys() & data:
+            attempts[name] += 1
+        if attempts.keys() & data:
+            raise ValueError("poison")
+
+    options: dict[str, Any] = {
+        "MaximumRetryAttempts": 3,
+        "ParallelizationFactor": 2,
+        "BatchSize": 10,
+    }
+    h = Harness(tmp_path, stream, fail, **options)
+    h.start()
+    await h.until(lambda: good in h.delivered() and attempts["poison-b"] >= 1, "lane 0 ran")
+    poison_a = stream.add("s0", "g", "poison-a")
+    await h.until(lambda: min(attempts.values()) >= 2, "a retry in each lane")
+    await h.stop()
+    stored = await h.state.checkpoints.get(h.mapping.uuid, "s0")
+    await h.close()
+    before = dict(attempts)
+
+    h2 = Harness(tmp_path, stream, fail, **options)
+    h2.start()
+    await h2.until(
+        lambda: h2.metric("pumphouse_dropped_events_total") == 2 or max(attempts.values()) > 4,
+        "both give-ups",
+    )
+    await h2.stop()
+    final = await h2.state.checkpoints.get(h2.mapping.uuid, "s0")
+    await h2.close()
+
+    assert attempts == {"poison-a": 4, "poison-b": 4}, f"{before} before the restart"
+    assert stored is not None and stored.sequence_number is None
+    assert stored.retries == {poison_b: before["poison-b"], poison_a: before["poison-a"]}
+    assert [e["Records"][0]["kinesis"]["data"] for e in h2.runtime.events].count("good") == 1
+    assert final is not None and final.sequence_number == poison_a and final.retries == {}
 
 
 async def test_window_state_over_one_megabyte_ends_the_window_early(
