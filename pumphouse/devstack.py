@@ -75,6 +75,15 @@ def _http_ok(url: str) -> bool:
         return False
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL it when the process that started it dies, even
+    by SIGKILL, so no server outlives ``pumphouse dev`` or a killed test run (Linux)."""
+    import ctypes
+
+    pr_set_pdeathsig, sigkill = 1, 9
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, sigkill, 0, 0, 0)
+
+
 def pid_alive(pid: int) -> bool:
     """Whether a process with this PID exists and is not a zombie."""
     try:
@@ -143,6 +152,7 @@ class ManagedServer:
                 stdout=self._log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,  # noqa: PLW1509 - only prctl, before exec
             )
         except OSError as err:
             self._log.close()

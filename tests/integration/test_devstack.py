@@ -151,3 +151,31 @@ def test_dev_starts_servers_creates_resources_and_stops_everything(tmp_path: Pat
     assert proc.returncode == 0, "".join(reader.lines[-40:])
     reader.wait_for("local servers stopped", timeout=1)
     assert [name for name, pid in pids.items() if pid_alive(pid)] == []
+
+
+STARTS_A_SERVER_AND_WAITS = """
+import sys, time
+from pumphouse.devstack import RedisServer
+server = RedisServer().start()
+print(server.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_servers_do_not_outlive_a_killed_parent() -> None:
+    parent = subprocess.Popen(
+        [sys.executable, "-c", STARTS_A_SERVER_AND_WAITS], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert parent.stdout is not None
+        server_pid = int(parent.stdout.readline())
+        assert pid_alive(server_pid)
+        parent.send_signal(signal.SIGKILL)  # no cleanup code of the parent runs
+        parent.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while pid_alive(server_pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not pid_alive(server_pid)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
