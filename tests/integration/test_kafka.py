@@ -20,6 +20,7 @@ from test_kafka_helpers import (
     delivered,
     group_of,
     kafka_config,
+    mapping_labels,
     metric,
     produce,
     read_lines,
@@ -118,11 +119,7 @@ async def test_resume_after_restart_from_committed_offsets(
     records = tmp_path / "records.jsonl"
     async with running(config) as service:
         await wait_for(delivered(records, at_least=80), message="the first 80 records")
-        labels = {
-            "mapping": service.config.EventSourceMappings[0].label,
-            "function": "fn",
-            "source": "kafka",
-        }
+        labels = mapping_labels(service)
         await wait_for(
             lambda: metric(service, "pumphouse_committed_events_total", **labels) == 80,
             message="80 committed",
@@ -301,11 +298,7 @@ async def test_poison_record_with_bisect_retries_and_an_sqs_destination(
                 lambda: "ok7" in {line["value"] for line in read_lines(tmp_path / "records.jsonl")},
                 message="the records after the poison one",
             )
-            labels = {
-                "mapping": service.config.EventSourceMappings[0].label,
-                "function": "fn",
-                "source": "kafka",
-            }
+            labels = mapping_labels(service)
             await wait_for(
                 lambda: metric(service, "pumphouse_committed_events_total", **labels) == 8,
                 message="every offset committed",
@@ -435,11 +428,7 @@ async def test_maximum_payload_size_exceeded(
                 ),
                 message="the record after the huge one",
             )
-            labels = {
-                "mapping": service.config.EventSourceMappings[0].label,
-                "function": "fn",
-                "source": "kafka",
-            }
+            labels = mapping_labels(service)
             assert metric(service, "pumphouse_dropped_events_total", **labels) == 1
             failures = await receive_all(clients, url, 1) if with_destination else []
     finally:
@@ -529,11 +518,7 @@ async def test_filters_on_json_plain_string_and_non_utf8_values(
     group = group_of(config)
     async with running(config) as service:
         await wait_for(delivered(records, at_least=2), message="the matching records")
-        labels = {
-            "mapping": service.config.EventSourceMappings[0].label,
-            "function": "fn",
-            "source": "kafka",
-        }
+        labels = mapping_labels(service)
         await wait_for(
             lambda: metric(service, "pumphouse_committed_events_total", **labels) == 6,
             message="filtered records committed",

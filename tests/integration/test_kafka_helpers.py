@@ -163,6 +163,15 @@ def unique_records(lines: Sequence[dict[str, Any]]) -> set[tuple[int, int]]:
     return {(line["partition"], line["offset"]) for line in lines}
 
 
+def mapping_labels(service: Service) -> dict[str, str]:
+    """The metric labels of the service's (only) Kafka mapping."""
+    return {
+        "mapping": service.config.EventSourceMappings[0].label,
+        "function": "fn",
+        "source": "kafka",
+    }
+
+
 def metric(service: Service, name: str, **labels: str) -> float:
     value = service.metrics.registry.get_sample_value(name, labels or None)
     return 0.0 if value is None else float(value)
