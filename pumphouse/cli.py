@@ -28,6 +28,7 @@ from pumphouse.telemetry.logging import configure_logging
 
 if TYPE_CHECKING:
     from pumphouse.config import Config
+    from pumphouse.config.templates import Conversion
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -37,10 +38,20 @@ EXIT_UNAVAILABLE = 3
 SOURCES = ("sqs", "kinesis", "dynamodb", "kafka")
 
 
-def _add_config(parser: argparse.ArgumentParser) -> None:
+def _add_config(parser: argparse.ArgumentParser, *, template: bool = False) -> None:
     parser.add_argument(
-        "-c", "--config", required=True, type=Path, metavar="FILE", help="configuration file (YAML)"
+        "-c",
+        "--config",
+        required=not template,
+        type=Path,
+        metavar="FILE",
+        help="configuration file (YAML); with --template: Settings, and functions and "
+        "mappings to add or override" if template else "configuration file (YAML)",
     )
+    if template:
+        from pumphouse.template_cli import add_template_arguments
+
+        add_template_arguments(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,15 +70,27 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="run the service")
-    _add_config(run)
+    _add_config(run, template=True)
 
     validate = commands.add_parser("validate", help="check a configuration and summarise it")
-    _add_config(validate)
+    _add_config(validate, template=True)
+
+    convert = commands.add_parser(
+        "convert", help="print the configuration a SAM or CloudFormation template gives"
+    )
+    _add_config(convert, template=True)
 
     dev = commands.add_parser(
         "dev", help="start local servers and the resources a configuration names, then run"
     )
-    _add_config(dev)
+    _add_config(dev, template=True)
+    dev.add_argument(
+        "--endpoints-file",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="write the started servers' endpoints here as JSON once they answer",
+    )
     dev.add_argument(
         "--produce",
         type=float,
@@ -115,12 +138,24 @@ def _load(path: Path) -> Config:
     return load_config(path)
 
 
+def _load_args(args: argparse.Namespace) -> tuple[Config, Conversion | None]:
+    """The configuration of ``-c`` and/or ``--template`` (with its conversion)."""
+    if getattr(args, "template", None) is None:
+        if args.config is None:
+            raise ConfigError(["give a configuration (-c FILE) or a template (--template FILE)"])
+        return _load(args.config), None
+    from pumphouse.template_cli import conversion_from_args
+
+    conversion = conversion_from_args(args)
+    return conversion.validate(), conversion
+
+
 def _print_problems(err: ConfigError) -> None:
     print(f"pumphouse: {err}", file=sys.stderr)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    config = _load(args.config)
+    config, conversion = _load_args(args)
     rows: list[tuple[str, ...]] = [("FUNCTION", "HANDLER", "MEMORY", "TIMEOUT", "RESERVED")]
     for name, fn in config.Functions.items():
         reserved = fn.ReservedConcurrentExecutions
@@ -149,10 +184,32 @@ def cmd_validate(args: argparse.Namespace) -> int:
             )
         )
     _print_table(rows)
+    if conversion is not None and conversion.not_used:
+        print("\nnot used by pumphouse:")
+        for item in conversion.not_used:
+            print(f"  {item}")
+    source = conversion.source if conversion is not None else args.config
     print(
-        f"\n{args.config}: valid ({len(config.Functions)} functions, "
+        f"\n{source}: valid ({len(config.Functions)} functions, "
         f"{len(config.EventSourceMappings)} mappings)"
     )
+    return EXIT_OK
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    if args.template is None:
+        raise ConfigError(["convert needs a template: --template FILE"])
+    config, conversion = _load_args(args)
+    assert conversion is not None
+    header = f"# pumphouse configuration converted from {conversion.template_path}"
+    sys.stdout.write(f"{header}\n{config.to_yaml()}")
+    if conversion.secret_references():
+        print(
+            "pumphouse: the {{resolve:secretsmanager:...}} references are written as they "
+            "are: `run --template` and `dev --template` resolve them, a configuration file "
+            "does not",
+            file=sys.stderr,
+        )
     return EXIT_OK
 
 
@@ -167,17 +224,35 @@ def _print_table(rows: Sequence[Sequence[str]]) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from pumphouse.service import Service
 
-    config = _load(args.config)
+    config, conversion = _load_args(args)
     _configure_logging(args, config)
+    if conversion is not None:
+        from pumphouse.template_cli import prepare_for_run
+
+        config = asyncio.run(prepare_for_run(conversion, config))
     return asyncio.run(Service(config).run())
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
     from pumphouse.devstack import run_dev
 
-    config = _load(args.config)
+    config, conversion = _load_args(args)
     _configure_logging(args, config)
-    return run_dev(config, config_path=args.config, produce_rate=args.produce, run=not args.no_run)
+    prepare = None
+    if conversion is not None:
+        from pumphouse.template_cli import prepare_for_dev
+
+        def prepare(config: Any, endpoints: Any) -> Any:
+            return prepare_for_dev(conversion, config, endpoints)
+
+    return run_dev(
+        config,
+        config_path=args.template or args.config,
+        produce_rate=args.produce,
+        run=not args.no_run,
+        endpoints_file=args.endpoints_file,
+        prepare=prepare,
+    )
 
 
 def cmd_invoke(args: argparse.Namespace) -> int:
@@ -238,6 +313,7 @@ def _configure_logging(args: argparse.Namespace, config: Config) -> None:
 COMMANDS = {
     "run": cmd_run,
     "validate": cmd_validate,
+    "convert": cmd_convert,
     "dev": cmd_dev,
     "invoke": cmd_invoke,
     "events": cmd_events,

@@ -32,7 +32,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, ClassVar
@@ -473,8 +473,9 @@ class DevPlan:
     topics_sns: set[str] = field(default_factory=set)
     buckets: set[str] = field(default_factory=set)
     streams: dict[str, int] = field(default_factory=dict)
-    tables: dict[str, dict[str, str]] = field(default_factory=dict)
+    tables: dict[str, dict[str, Any]] = field(default_factory=dict)
     kafka_topics: dict[str, int] = field(default_factory=dict)
+    secrets: dict[str, str] = field(default_factory=dict)
 
 
 def _arn_resource(arn: str) -> tuple[str, str]:
@@ -530,6 +531,18 @@ def plan_for(config: Any) -> DevPlan:
         for name, partitions in (dev.Topics or {}).items():
             plan.kafka = True
             plan.kafka_topics[name] = int(partitions)
+        for name, table in (dev.Tables or {}).items():
+            plan.moto = True
+            plan.tables[name] = dict(table)
+        for topic in dev.SnsTopics or ():
+            plan.moto = True
+            plan.topics_sns.add(topic)
+        for bucket in dev.Buckets or ():
+            plan.moto = True
+            plan.buckets.add(bucket)
+        for name, secret in (dev.Secrets or {}).items():
+            plan.moto = True
+            plan.secrets[name] = secret
     store = str(config.Settings.StateStore)
     plan.redis = store.startswith("redis") and not _redis_answers(store)
     return plan
@@ -603,10 +616,30 @@ class DevStack:
     def pids(self) -> list[int]:
         return [s.pid for s in self.servers if s.pid is not None]
 
+    def endpoints(self) -> dict[str, str]:
+        """The started servers' endpoints, by ``Settings.Endpoints`` key (``Kafka``: the
+        broker's ``host:port``), as ``pumphouse dev --endpoints-file`` writes them."""
+        found: dict[str, str] = {}
+        if self.moto is not None:
+            for key in ("Sqs", "Sns", "S3", "DynamoDB", "DynamoDBStreams", "SecretsManager"):
+                found[key] = self.moto.url
+        if self.kinesis is not None:
+            found["Kinesis"] = self.kinesis.url
+        if self.tansu is not None:
+            found["Kafka"] = self.tansu.bootstrap
+        return found
+
+
+def write_endpoints_file(path: Path, endpoints: Mapping[str, str]) -> None:
+    """Write ``endpoints`` as JSON, atomically (a reader never sees half a file)."""
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(_json_text(dict(endpoints)) + "\n", encoding="utf-8")
+    partial.replace(path)
+
 
 async def create_resources(config: Any, stack: DevStack) -> dict[str, str]:
     """Create what the plan names, if missing. Returns DynamoDB stream ARNs by table."""
-    from pumphouse.aws import AwsClients
+    from pumphouse.aws import AwsClients, error_code
 
     region = str(config.Settings.Region)
     endpoints = {
@@ -615,6 +648,7 @@ async def create_resources(config: Any, stack: DevStack) -> dict[str, str]:
         "S3": stack.moto.url if stack.moto else None,
         "DynamoDB": stack.moto.url if stack.moto else None,
         "Kinesis": stack.kinesis.url if stack.kinesis else None,
+        "SecretsManager": stack.moto.url if stack.moto else None,
     }
     clients = AwsClients(region=region, endpoints=endpoints)
     stream_arns: dict[str, str] = {}
@@ -662,8 +696,12 @@ async def create_resources(config: Any, stack: DevStack) -> dict[str, str]:
                     key = spec.get("HashKey", "id")
                     await ddb.create_table(
                         TableName=name,
-                        KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
-                        AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
+                        KeySchema=spec.get(
+                            "KeySchema", [{"AttributeName": key, "KeyType": "HASH"}]
+                        ),
+                        AttributeDefinitions=spec.get(
+                            "AttributeDefinitions", [{"AttributeName": key, "AttributeType": "S"}]
+                        ),
                         BillingMode="PAY_PER_REQUEST",
                         StreamSpecification={
                             "StreamEnabled": True,
@@ -672,6 +710,14 @@ async def create_resources(config: Any, stack: DevStack) -> dict[str, str]:
                     )
                 table = (await ddb.describe_table(TableName=name))["Table"]
                 stream_arns[name] = str(table["LatestStreamArn"])
+        if plan.secrets:
+            secretsmanager = await clients.client("secretsmanager")
+            for name, secret in plan.secrets.items():
+                try:
+                    await secretsmanager.create_secret(Name=name, SecretString=secret)
+                except Exception as err:
+                    if error_code(err) != "ResourceExistsException":
+                        raise
     finally:
         await clients.close()
     if stack.plan.kafka_topics and stack.tansu is not None:
@@ -721,8 +767,20 @@ def localize(config: Any, stack: DevStack, stream_arns: Mapping[str, str]) -> An
     return Config.model_validate(data, context={"base_dir": config.base_dir})
 
 
-def run_dev(config: Any, *, config_path: Path, produce_rate: float = 0.0, run: bool = True) -> int:
-    """``pumphouse dev``: servers, resources, then the service until Ctrl-C."""
+def run_dev(
+    config: Any,
+    *,
+    config_path: Path,
+    produce_rate: float = 0.0,
+    run: bool = True,
+    endpoints_file: Path | None = None,
+    prepare: Callable[[Any, Mapping[str, str]], Coroutine[Any, Any, Any]] | None = None,
+) -> int:
+    """``pumphouse dev``: servers, resources, then the service until Ctrl-C.
+
+    ``endpoints_file`` receives the servers' endpoints (:meth:`DevStack.endpoints`) once
+    the resources exist; ``prepare`` (given the configuration and those endpoints) may
+    return a changed configuration then (a template's secrets resolved)."""
     import asyncio
 
     import structlog
@@ -746,7 +804,11 @@ def run_dev(config: Any, *, config_path: Path, produce_rate: float = 0.0, run: b
     )
     try:
         stream_arns = asyncio.run(create_resources(config, stack))
+        if prepare is not None:
+            config = asyncio.run(prepare(config, stack.endpoints()))
         local_config = localize(config, stack, stream_arns)
+        if endpoints_file is not None:
+            write_endpoints_file(endpoints_file, stack.endpoints())
         log.info(
             "resources ready",
             queues=sorted(plan.queues),

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -47,7 +47,7 @@ from pumphouse.config.validation import (
 )
 from pumphouse.errors import ConfigError
 
-__all__ = ["load_config", "parse_config"]
+__all__ = ["load_config", "load_yaml_file", "parse_config", "parse_data", "read_config_text"]
 
 SECTIONS = ("Settings", "Functions", "EventSourceMappings", "Dev")
 _SOURCE_KEYS = frozenset({"EventSourceArn", "SelfManagedEventSource"})
@@ -60,9 +60,20 @@ def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None) -
     resolved against the file's directory. ``environ`` (default: ``os.environ``) supplies
     ``${VAR}`` references. Raises :class:`ConfigError` listing every problem."""
     file = Path(path)
-    source = str(path)
+    text = read_config_text(file)
+    return parse_config(text, source=str(path), environ=environ, base_dir=file.absolute().parent)
+
+
+def load_yaml_file(path: str | Path) -> Any:
+    """A YAML file's data, read as configuration files are (``ConfigError`` if it cannot
+    be read or parsed); no substitution, no validation."""
+    return _load_yaml(read_config_text(Path(path)), str(path))
+
+
+def read_config_text(file: Path) -> str:
+    source = str(file)
     try:
-        text = file.read_text(encoding="utf-8-sig")
+        return file.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise ConfigError([f"file not found: {file.absolute()}"], source=source) from None
     except IsADirectoryError:
@@ -77,7 +88,6 @@ def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None) -
         raise ConfigError(
             [f"cannot read {file.absolute()}: {err.strerror}"], source=source
         ) from None
-    return parse_config(text, source=source, environ=environ, base_dir=file.absolute().parent)
 
 
 def parse_config(
@@ -90,10 +100,25 @@ def parse_config(
     """Validate configuration YAML given as a string. ``base_dir`` (default: the working
     directory) is where relative ``CodeUri`` paths start."""
     data = _load_yaml(text, source)
+    return parse_data(data, source=source, environ=environ, base_dir=base_dir)
+
+
+def parse_data(
+    data: Any,
+    *,
+    source: str = "<string>",
+    environ: Mapping[str, str] | None = None,
+    base_dir: str | Path | None = None,
+    relocate: Callable[[Loc], Loc] | None = None,
+) -> Config:
+    """Validate configuration data already read (a template converted to a configuration,
+    :mod:`pumphouse.config.templates`). ``relocate`` turns the path of a problem into
+    the path it is reported under (the template path the value came from)."""
     return _Validation(
         environ=os.environ if environ is None else environ,
         base_dir=Path.cwd() if base_dir is None else Path(base_dir),
         source=source,
+        relocate=relocate,
     ).run(data)
 
 
@@ -175,7 +200,15 @@ def _substitute_tree(
 class _Validation:
     """One run of validation over parsed YAML, collecting every problem."""
 
-    def __init__(self, *, environ: Mapping[str, str], base_dir: Path, source: str) -> None:
+    def __init__(
+        self,
+        *,
+        environ: Mapping[str, str],
+        base_dir: Path,
+        source: str,
+        relocate: Callable[[Loc], Loc] | None = None,
+    ) -> None:
+        self.relocate = relocate
         self.environ = environ
         self.base_dir = base_dir
         self.source = source
@@ -262,7 +295,9 @@ class _Validation:
         except ValidationError as err:  # a rule the parts passed but the whole did not
             lines = [
                 line
-                for rendered in render(problems_from_validation_error(err, Config))
+                for rendered in render(
+                    self._relocated(problems_from_validation_error(err, Config))
+                )
                 for line in rendered.splitlines()
             ]
             raise ConfigError(lines, source=self.source) from None
@@ -338,4 +373,12 @@ class _Validation:
                 return (section, item)
             return (section, function_rank.get(item, -1))
 
-        return render(sorted(self.problems, key=key))
+        return render(self._relocated(sorted(self.problems, key=key)))
+
+    def _relocated(self, problems: list[Problem]) -> list[Problem]:
+        relocate = self.relocate
+        if relocate is None:
+            return problems
+        relocated = [(relocate(loc), message) for loc, message in problems]
+        # Values a template gives once (its Globals) are reported once.
+        return list(dict.fromkeys(relocated))

@@ -216,8 +216,12 @@ def _check_account_id(value: Any) -> Any:
 
 
 def _check_handler(value: str) -> str:
-    identifier = r"[A-Za-z_][A-Za-z0-9_]*"
-    if not re.fullmatch(rf"{identifier}([./]{identifier})*\.{identifier}", value):
+    # What Lambda's Python runtime accepts: it splits at the last '.', imports the module
+    # part by file name ('/' read as '.'; 'kinesis-consumer-fn' is a valid file name) and
+    # looks the function up on it.
+    module, _, function = value.rpartition(".")
+    segment = r"[^\s./][^\s./]*"
+    if not re.fullmatch(rf"{segment}([./]{segment})*", module) or not function.isidentifier():
         raise ValueError(
             f"{value!r} is not a handler: use the Lambda form module.function "
             "(e.g. app.handler or package/module.handler)"
@@ -593,6 +597,14 @@ class FunctionEnvironment(ConfigModel):
     """Environment variables of the function's worker processes."""
 
 
+class FunctionImageConfig(ConfigModel):
+    """A container-image function's process, as Lambda's ``ImageConfig``."""
+
+    EntryPoint: list[str] | None = None
+    Command: list[str] | None = None
+    WorkingDirectory: str | None = None
+
+
 class Function(ConfigModel):
     """A Lambda-style function: a handler and its execution limits."""
 
@@ -608,6 +620,7 @@ class Function(ConfigModel):
     Timeout: Annotated[Int, Field(ge=1, le=900)] = 3
     """Seconds an invocation may run before its worker is killed."""
     Environment: FunctionEnvironment = FunctionEnvironment()
+    ImageConfig: FunctionImageConfig | None = None
     ReservedConcurrentExecutions: Annotated[Int, Field(ge=0)] | None = None
     """Most concurrent invocations of this function (0 stops it). Default: no limit of
     its own, only Settings.MaxConcurrency."""
@@ -623,6 +636,12 @@ class Function(ConfigModel):
     """The execution role reported to the function. Default:
     ``arn:aws:iam::<AccountId>:role/pumphouse``."""
     Description: Annotated[str, Field(max_length=256)] = ""
+    Layers: Annotated[list[Annotated[str, Field(min_length=1)]], Field(max_length=5)] = []
+    """Layer directories (relative to the configuration file), in order, laid out as
+    Lambda extracts a layer into ``/opt``: ``python/`` and
+    ``python/lib/python3.X/site-packages/`` go on ``sys.path`` after the function's code,
+    ``nodejs/node_modules`` on ``NODE_PATH``, ``bin/`` on ``PATH``, ``lib/`` on
+    ``LD_LIBRARY_PATH``. Up to 5, as in Lambda."""
 
     _base_dir: Path | None = PrivateAttr(default=None)
 
@@ -631,6 +650,12 @@ class Function(ConfigModel):
         """``CodeUri`` resolved against the configuration file's directory."""
         base = self._base_dir if self._base_dir is not None else Path.cwd()
         return (base / self.CodeUri).resolve()
+
+    @property
+    def layer_paths(self) -> list[Path]:
+        """``Layers`` resolved against the configuration file's directory."""
+        base = self._base_dir if self._base_dir is not None else Path.cwd()
+        return [(base / layer).resolve() for layer in self.Layers]
 
     def role_arn(self, settings: Settings) -> str:
         return self.Role if self.Role is not None else settings.role_arn()
@@ -652,6 +677,7 @@ class Function(ConfigModel):
             role=self.role_arn(settings),
             region=settings.Region,
             account_id=settings.AccountId,
+            layers=tuple(self.layer_paths),
         )
 
 
@@ -1094,6 +1120,15 @@ class DevResources(ConfigModel):
     """Kinesis stream name → shard count (default 1)."""
     Topics: dict[str, Annotated[int, Field(ge=1, le=64)]] | None = None
     """Kafka topic name → partition count (default 4)."""
+    Tables: dict[str, dict[str, Any]] | None = None
+    """DynamoDB table name → ``KeySchema``, ``AttributeDefinitions`` and
+    ``StreamViewType`` (default: a string hash key ``id``, ``NEW_AND_OLD_IMAGES``)."""
+    SnsTopics: list[str] | None = None
+    """SNS topics to create."""
+    Buckets: list[str] | None = None
+    """S3 buckets to create."""
+    Secrets: dict[str, str] | None = None
+    """Secrets Manager secret name → its secret string."""
 
 
 class Config(ConfigModel):

@@ -199,20 +199,41 @@ class SecretResolver:
         )
 
     async def _secrets_manager(self, arn: str, aws: AwsClients | None) -> Secret:
-        cached = self._cache.get(arn)
+        return await self.secrets_manager(arn, aws=aws)
+
+    async def secrets_manager(
+        self,
+        secret_id: str,
+        *,
+        aws: AwsClients | None,
+        version_stage: str | None = None,
+        version_id: str | None = None,
+        what: str = "Kafka secret",
+    ) -> Secret:
+        """A secret's string from Secrets Manager (by ARN or name, optionally a version),
+        cached for the TTL. ``what`` starts the error messages."""
+        key = secret_id
+        if version_stage or version_id:
+            key = f"{secret_id}\n{version_stage or ''}\n{version_id or ''}"
+        cached = self._cache.get(key)
         now = self._clock()
         if cached is not None and now - cached[0] < self.ttl:
             return cached[1]
         if aws is None:
-            raise SourceError(f"Kafka secret {arn}: no AWS clients to read it", retryable=False)
+            raise SourceError(f"{what} {secret_id}: no AWS clients to read it", retryable=False)
+        request = {"SecretId": secret_id}
+        if version_stage:
+            request["VersionStage"] = version_stage
+        if version_id:
+            request["VersionId"] = version_id
         try:
             client = await aws.client("secretsmanager")
-            answer = await client.get_secret_value(SecretId=arn)
+            answer = await client.get_secret_value(**request)
         except Exception as err:
             code = error_code(err) or type(err).__name__
             # Never include str(err): some SDK errors echo request parameters.
             raise SourceError(
-                f"Kafka secret {arn}: Secrets Manager GetSecretValue failed ({code})",
+                f"{what} {secret_id}: Secrets Manager GetSecretValue failed ({code})",
                 retryable=code not in ("ResourceNotFoundException", "AccessDeniedException"),
             ) from None
         text = answer.get("SecretString")
@@ -221,9 +242,9 @@ class SecretResolver:
             if isinstance(binary, bytes | bytearray):
                 text = bytes(binary).decode("utf-8", errors="replace")
         if not isinstance(text, str):
-            raise SourceError(f"Kafka secret {arn}: the secret has no value", retryable=False)
+            raise SourceError(f"{what} {secret_id}: the secret has no value", retryable=False)
         secret = Secret(text)
-        self._cache[arn] = (now, secret)
+        self._cache[key] = (now, secret)
         return secret
 
     async def read_fields(

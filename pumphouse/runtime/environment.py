@@ -18,14 +18,27 @@ A worker gets, in this order (later entries win):
    directory), ``_HANDLER``;
 5. ``TMPDIR`` (also ``TMP`` and ``TEMP``): a directory of the worker's own, Lambda's
    ``/tmp``, removed when the worker exits;
-6. ``PYTHONPATH``: the code directory first, then the function's own ``PYTHONPATH`` if
-   it set one, then the directories pumphouse itself and orjson were imported from when
-   this process found them through its ``sys.path`` rather than a site directory (a
-   source checkout, ``PYTHONPATH``; see :func:`import_roots`). The worker runs
+6. ``PYTHONPATH``: the code directory first, then the layers' Python directories (see
+   below), then the function's own ``PYTHONPATH`` if it set one, then the directories
+   pumphouse itself and orjson were imported from when this process found them through
+   its ``sys.path`` rather than a site directory (a source checkout, ``PYTHONPATH``; see
+   :func:`import_roots`). The worker runs
    pumphouse's interpreter (``sys.executable``), so site-packages of pumphouse's
    environment (the user's dependencies, installed beside pumphouse) are on its path
    through ``site`` as usual; site directories are never put on ``PYTHONPATH``, where
    they would come before the standard library.
+
+Layers. Lambda extracts a function's layers, in order, into ``/opt``, a later layer's
+file replacing an earlier one's of the same path; the runtime then searches ``/opt/python``
+and ``/opt/python/lib/python3.X/site-packages`` after ``/var/task``, ``NODE_PATH`` holds
+``/opt/nodejs/node_modules``, ``PATH`` ends with ``/opt/bin`` and ``LD_LIBRARY_PATH``
+holds ``/opt/lib``. pumphouse leaves each layer in its own directory and puts every
+layer's directories on those paths, the last layer first, so that where two layers hold
+the same file the later one wins as it does in Lambda: ``PYTHONPATH`` gets each layer's
+``python/lib/python3.X/site-packages`` then ``python/`` (3.X: the interpreter workers
+run), ``NODE_PATH`` each layer's ``nodejs/node_modules``, ``PATH`` and
+``LD_LIBRARY_PATH`` each layer's ``bin/`` and ``lib/`` after what they already hold.
+Directories a layer does not have are left out.
 
 Nothing else of pumphouse's environment reaches the function: a secret set for
 pumphouse stays out of handler code unless it is passed on purpose.
@@ -146,10 +159,37 @@ def build_environment(
             "TEMP": tmpdir,
         }
     )
-    path = [code_dir]
+    path = [code_dir, *layer_directories(spec.layers, "python")]
+    for variable, kind in (("NODE_PATH", "nodejs"), ("PATH", "bin"), ("LD_LIBRARY_PATH", "lib")):
+        found = layer_directories(spec.layers, kind)
+        if found:
+            before = [p for p in env.get(variable, "").split(os.pathsep) if p]
+            if variable == "NODE_PATH":  # layers first: Lambda's NODE_PATH starts with /opt
+                before, found = found, before
+            env[variable] = os.pathsep.join(dict.fromkeys([*before, *found]))
     own = spec.environment.get("PYTHONPATH")
     if own:
         path.extend(p for p in own.split(os.pathsep) if p)
     path.extend(extra_pythonpath)
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(path))
     return env
+
+
+def layer_directories(layers: Sequence[Path], kind: str) -> list[str]:
+    """The directories of ``layers`` (a function's order) that Lambda puts on the search
+    path of ``kind`` (``python``, ``nodejs``, ``bin``, ``lib``), the last layer first (a
+    later layer's file wins, as in ``/opt``), leaving out directories that do not exist."""
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    relative = {
+        "python": (f"python/lib/{version}/site-packages", "python"),
+        "nodejs": ("nodejs/node_modules",),
+        "bin": ("bin",),
+        "lib": ("lib",),
+    }[kind]
+    found = []
+    for layer in reversed(layers):
+        for sub in relative:
+            candidate = layer / sub
+            if candidate.is_dir():
+                found.append(str(candidate))
+    return found

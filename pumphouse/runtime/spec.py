@@ -44,9 +44,13 @@ class FunctionSpec:
     """The execution role's ARN (informational)."""
     region: str = "us-east-1"
     account_id: str = "000000000000"
+    layers: tuple[Path, ...] = ()
+    """Layer directories in the function's order, each laid out as Lambda extracts a
+    layer into ``/opt`` (see :mod:`pumphouse.runtime.environment`)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "code_uri", Path(self.code_uri).absolute())
+        object.__setattr__(self, "layers", tuple(Path(p).absolute() for p in self.layers))
         object.__setattr__(self, "environment", MappingProxyType(dict(self.environment)))
         if not self.name:
             raise ValueError("FunctionSpec.name must not be empty")
