@@ -168,9 +168,7 @@ def convert_template(path: Path, options: TemplateOptions | None = None) -> Conv
     ctx.ref_resource = lambda name, loc: ref_value(ctx, name, loc)
     ctx.get_att = lambda name, attribute, loc: attribute_value(ctx, name, attribute, loc)
     problems: list[TemplateProblem] = list(ctx.parameter_problems)
-    conversion = Conversion(
-        template_path=path, stack_name=stack_name, data={}, options=options
-    )
+    conversion = Conversion(template_path=path, stack_name=stack_name, data={}, options=options)
     code = CodeLocation(template_dir=path.absolute().parent, code_root=options.code_root)
     globals_ = _globals(template, conversion)
 
@@ -326,8 +324,10 @@ def _read_config(path: Path | None) -> dict[str, Any]:
     data = load_yaml_file(path)
     if not isinstance(data, dict):
         raise ConfigError(
-            ["the file must be a mapping with the keys Settings, Functions and "
-             "EventSourceMappings"],
+            [
+                "the file must be a mapping with the keys Settings, Functions and "
+                "EventSourceMappings"
+            ],
             source=str(path),
         )
     return data

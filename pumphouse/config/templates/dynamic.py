@@ -55,8 +55,9 @@ class SecretReference:
         kind, key, stage, version = (*rest, "", "", "", "")[:4]
         if kind not in ("", "SecretString") or len(rest) > 4:
             raise TemplateProblem(
-                loc, f"{text}: expected secretsmanager:secret-id:SecretString:json-key:"
-                "version-stage:version-id"
+                loc,
+                f"{text}: expected secretsmanager:secret-id:SecretString:json-key:"
+                "version-stage:version-id",
             )
         return cls(
             text=text,

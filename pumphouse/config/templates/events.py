@@ -182,9 +182,7 @@ def convert_event_source_mapping(
         elif key.endswith("KafkaEventSourceConfig"):
             if isinstance(value, dict) and set(value) - {"ConsumerGroupId"}:
                 extra = sorted(set(value) - {"ConsumerGroupId"})[0]
-                problems.append(
-                    TemplateProblem((*loc, key, extra), "not supported by pumphouse")
-                )
+                problems.append(TemplateProblem((*loc, key, extra), "not supported by pumphouse"))
                 continue
             mapping.data[key] = value
             mapping.keys[key] = (*loc, key)

@@ -197,8 +197,8 @@ class Context:
             raise TemplateProblem(loc, f"!GetAtt {name}.{attribute}: no resource {name!r}")
         if not self.resource_exists(name):
             raise TemplateProblem(
-                loc, f"!GetAtt {name}.{attribute}: the resource is not created (its Condition "
-                "is false)"
+                loc,
+                f"!GetAtt {name}.{attribute}: the resource is not created (its Condition is false)",
             )
         if self.get_att is None:
             raise TemplateProblem(loc, f"!GetAtt {name}.{attribute}: resources have no values here")
@@ -279,9 +279,7 @@ def _fn_sub(ctx: Context, argument: Any, loc: Loc) -> str:
         text, given = _args(argument, 2, loc, "a string, or [string, {variables}]")
         if not isinstance(given, dict):
             raise TemplateProblem((*loc, 1), "expected a mapping of variables")
-        variables = {
-            str(key): ctx.resolve(value, (*loc, 1, key)) for key, value in given.items()
-        }
+        variables = {str(key): ctx.resolve(value, (*loc, 1, key)) for key, value in given.items()}
     else:
         text = argument
     if not isinstance(text, str):

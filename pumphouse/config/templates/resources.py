@@ -14,7 +14,8 @@ only once the table exists (``pumphouse dev`` reads it back from the table it cr
 
 from __future__ import annotations
 
-import secrets
+import base64
+import hashlib
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -111,8 +112,9 @@ def ref_value(ctx: Context, logical_id: str, loc: Loc) -> Any:
     if kind in _NAMED:
         return physical_name(ctx, logical_id)
     raise TemplateProblem(
-        loc, f"!Ref {logical_id!r}: a {kind or 'resource'} is not used by pumphouse and has no "
-        "local value"
+        loc,
+        f"!Ref {logical_id!r}: a {kind or 'resource'} is not used by pumphouse and has no "
+        "local value",
     )
 
 
@@ -165,12 +167,14 @@ def attribute_value(ctx: Context, logical_id: str, attribute: str, loc: Loc) -> 
     if values:
         known = ", ".join(sorted(values))
         raise TemplateProblem(
-            loc, f"!GetAtt {logical_id}.{attribute}: a {kind} has no attribute {attribute} "
-            f"pumphouse can give (it gives {known})"
+            loc,
+            f"!GetAtt {logical_id}.{attribute}: a {kind} has no attribute {attribute} "
+            f"pumphouse can give (it gives {known})",
         )
     raise TemplateProblem(
-        loc, f"!GetAtt {logical_id}.{attribute}: a {kind or 'resource'} is not used by "
-        "pumphouse and has no local value"
+        loc,
+        f"!GetAtt {logical_id}.{attribute}: a {kind or 'resource'} is not used by "
+        "pumphouse and has no local value",
     )
 
 
@@ -233,7 +237,7 @@ def dev_resources(ctx: Context, problems: list[TemplateProblem]) -> dict[str, An
             elif kind == "AWS::S3::Bucket":
                 buckets.append(name)
             else:
-                stored[name] = _secret_string(props)
+                stored[name] = _secret_string(props, f"{ctx.stack_name}/{logical_id}")
         except TemplateProblem as problem:
             problems.append(problem)
     dev: dict[str, Any] = {}
@@ -272,14 +276,17 @@ def _table(props: Mapping[str, Any]) -> dict[str, Any]:
     return table
 
 
-def _secret_string(props: Mapping[str, Any]) -> str:
+def _secret_string(props: Mapping[str, Any], seed: str) -> str:
+    """``SecretString``, or for ``GenerateSecretString`` a stand-in password that stays the
+    same from run to run (derived from the stack and the resource: local use only)."""
     given = props.get("SecretString")
     if isinstance(given, str):
         return given
     generate = props.get("GenerateSecretString")
     generate = generate if isinstance(generate, dict) else {}
     length = int(generate.get("PasswordLength", 32))
-    value = secrets.token_urlsafe(length)[:length]
+    value = base64.urlsafe_b64encode(hashlib.sha256(seed.encode()).digest()).decode()
+    value = (value * (length // len(value) + 1))[:length]
     template, key = generate.get("SecretStringTemplate"), generate.get("GenerateStringKey")
     if isinstance(template, str) and isinstance(key, str):
         import json

@@ -1,0 +1,3 @@
+"""A module the sqs template's function imports from its layer."""
+
+TAG = "from-layer"
