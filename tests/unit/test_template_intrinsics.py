@@ -309,3 +309,47 @@ def test_condition_problems(ctx: Context, tmp_path: Path) -> None:
         ctx.condition("Loop", ())
     with pytest.raises(TemplateProblem, match="Fn::And takes 2 to 10 conditions"):
         short(ctx, tmp_path, "!And [true]")
+
+
+# -- dynamic references ------------------------------------------------------------------
+
+
+def test_secrets_manager_references_are_found_with_their_paths() -> None:
+    from pumphouse.config.templates.dynamic import SecretReference, find_references
+
+    arn = "arn:aws:secretsmanager:us-east-1:000000000000:secret:db-AbCdEf"
+    data = {
+        "A": ["x {{resolve:secretsmanager:db}} y"],
+        "B": f"{{{{resolve:secretsmanager:{arn}:SecretString:password:AWSPREVIOUS}}}}",
+        "C": "{{resolve:secretsmanager:db:SecretString::AWSCURRENT:v-1}}",
+    }
+    assert find_references(data) == [
+        (("A", 0), SecretReference(text="{{resolve:secretsmanager:db}}", secret_id="db")),
+        (
+            ("B",),
+            SecretReference(
+                text=data["B"], secret_id=arn, json_key="password", version_stage="AWSPREVIOUS"
+            ),
+        ),
+        (
+            ("C",),
+            SecretReference(
+                text=data["C"], secret_id="db", version_stage="AWSCURRENT", version_id="v-1"
+            ),
+        ),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{{resolve:secretsmanager:}}", "no secret id"),
+        ("{{resolve:secretsmanager:db:SecretBinary}}", "expected secretsmanager:secret-id:"),
+        ("{{resolve:ssm-secure:/db/password}}", "is not resolvable locally"),
+    ],
+)
+def test_malformed_references(text: str, message: str) -> None:
+    from pumphouse.config.templates.dynamic import find_references
+
+    with pytest.raises(TemplateProblem, match=message):
+        find_references({"X": text})
