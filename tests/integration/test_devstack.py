@@ -93,6 +93,8 @@ def test_dev_starts_servers_creates_resources_and_stops_everything(tmp_path: Pat
             "dev",
             "-c",
             str(_config(tmp_path)),
+            "--endpoints-file",
+            str(tmp_path / "endpoints.json"),
         ],
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
@@ -107,6 +109,18 @@ def test_dev_starts_servers_creates_resources_and_stops_everything(tmp_path: Pat
         servers = started["servers"]
         pids = started["pids"]
         assert set(servers) == {"moto", "kinesis-mock", "tansu", "redis"}
+        endpoints = json.loads((tmp_path / "endpoints.json").read_text())
+        moto_url = f"http://{servers['moto']}"
+        assert endpoints == {
+            "Sqs": moto_url,
+            "Sns": moto_url,
+            "S3": moto_url,
+            "DynamoDB": moto_url,
+            "DynamoDBStreams": moto_url,
+            "SecretsManager": moto_url,
+            "Kinesis": f"http://{servers['kinesis-mock']}",
+            "Kafka": servers["tansu"],
+        }
 
         moto = f"http://{servers['moto']}"
         sqs = boto3.client("sqs", endpoint_url=moto, region_name="us-east-1")
