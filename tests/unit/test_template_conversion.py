@@ -478,8 +478,8 @@ def test_s3_code_is_one_clear_problem_and_code_root_finds_it(tmp_path: Path) -> 
     ]
     root = tmp_path / "code"
     (root / "Orders").mkdir(parents=True)
-    config = convert(path, code_root=root).validate()
-    assert config.Functions[f"{tmp_path.name}-Orders"].code_path == (root / "Orders").resolve()
+    config = convert(path, code_root=root, stack_name="s").validate()
+    assert config.Functions["s-Orders"].code_path == (root / "Orders").resolve()
 
 
 def test_layer_by_arn_is_one_clear_problem(tmp_path: Path) -> None:
@@ -592,3 +592,17 @@ def test_parameter_overrides_in_the_aws_cli_form(tmp_path: Path) -> None:
     )
     config = conversion_from_args(args).validate()
     assert next(iter(config.Functions.values())).Timeout == 9
+
+
+def test_default_stack_name_is_a_valid_stack_name(tmp_path: Path) -> None:
+    directory = tmp_path / "2 my.app"
+    directory.mkdir()
+    conversion = convert(write(directory, FUNCTION))
+    assert conversion.stack_name == "stack-2-my-app"
+    assert list(conversion.data["Functions"]) == ["stack-2-my-app-Orders"]
+
+
+def test_global_properties_pumphouse_ignores_are_listed_once(tmp_path: Path) -> None:
+    text = "Globals:\n  Function: {Architectures: [arm64]}\n" + FUNCTION
+    text += "  Other:\n    Type: AWS::Serverless::Function\n    Properties: {Handler: a.b}\n"
+    assert convert(write(tmp_path, text)).not_used == ["Globals.Function.Architectures"]

@@ -23,6 +23,7 @@ template's.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -156,7 +157,7 @@ def convert_template(path: Path, options: TemplateOptions | None = None) -> Conv
     environ = options.environ
     region = _setting(settings_raw, "Region", DEFAULT_REGION, environ)
     account = _setting(settings_raw, "AccountId", DEFAULT_ACCOUNT_ID, environ)
-    stack_name = options.stack_name or path.absolute().parent.name or "stack"
+    stack_name = options.stack_name or _stack_name(path.absolute().parent.name)
     ctx = Context(
         template=template,
         stack_name=stack_name,
@@ -209,9 +210,7 @@ def convert_template(path: Path, options: TemplateOptions | None = None) -> Conv
             ("Resources", logical_id, "Properties"),
             converted.keys,
         )
-        conversion.not_used.extend(
-            f"Resources.{logical_id}.Properties.{key}" for key in converted.ignored
-        )
+        conversion.not_used.extend(converted.ignored)
         function_names[converted.name] = converted.name
         arn = attribute_value(ctx, logical_id, "Arn", ("Resources", logical_id))
         function_names[arn] = converted.name
@@ -266,11 +265,20 @@ def convert_template(path: Path, options: TemplateOptions | None = None) -> Conv
         )
     if dev:
         data["Dev"] = dev
+    conversion.not_used = list(dict.fromkeys(conversion.not_used))  # Globals: said once
     data = _escaped(data)
     if settings_raw or config_raw:
         _merge_config(conversion, data, config_raw, code.template_dir)
     conversion.data = data
     return conversion
+
+
+def _stack_name(directory: str) -> str:
+    """A directory's name made a valid stack name (letters, digits, '-'; a letter first)."""
+    name = re.sub(r"[^A-Za-z0-9-]+", "-", directory).strip("-")
+    if not name or not name[0].isalpha():
+        name = f"stack-{name}".rstrip("-")
+    return name[:128]
 
 
 def _unique(problems: list[TemplateProblem]) -> list[TemplateProblem]:

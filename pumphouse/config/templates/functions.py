@@ -84,7 +84,7 @@ class ConvertedFunction:
     keys: dict[str, Loc] = field(default_factory=dict)
     """Configuration key → the template path it came from (for error messages)."""
     ignored: list[str] = field(default_factory=list)
-    """Properties that have no effect locally."""
+    """Template paths of the properties that have no effect locally."""
     events: dict[str, Any] = field(default_factory=dict)
 
 
@@ -129,9 +129,8 @@ def convert_function(
         return ctx.resolve(props[key], origin[key])
 
     for key in props:
-        if key in _HANDLED:
-            continue
-        result.ignored.append(key)
+        if key not in _HANDLED:
+            result.ignored.append(".".join(map(str, origin[key])))
     for key in ("Handler", "Runtime", "Description"):
         if key in props:
             try:
