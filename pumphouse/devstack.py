@@ -488,6 +488,18 @@ def plan_for(config: Any) -> DevPlan:
     """Work out servers and resources from the mappings, destinations and ``Dev`` section."""
     plan = DevPlan()
     dev = getattr(config, "Dev", None)
+    msk = [m.label for m in config.EventSourceMappings if m.is_msk]
+    if msk:
+        from pumphouse.errors import ConfigError
+
+        raise ConfigError(
+            [
+                f"{label}: an Amazon MSK cluster has no local stand-in under pumphouse dev: "
+                "give the mapping a SelfManagedEventSource (a SelfManagedKafka event) to run "
+                "it on the local broker"
+                for label in msk
+            ]
+        )
     for mapping in config.EventSourceMappings:
         source = mapping.source_type.value
         if source == "sqs":

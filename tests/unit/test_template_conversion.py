@@ -606,3 +606,16 @@ def test_global_properties_pumphouse_ignores_are_listed_once(tmp_path: Path) -> 
     text = "Globals:\n  Function: {Architectures: [arm64]}\n" + FUNCTION
     text += "  Other:\n    Type: AWS::Serverless::Function\n    Properties: {Handler: a.b}\n"
     assert convert(write(tmp_path, text)).not_used == ["Globals.Function.Architectures"]
+
+
+def test_dev_refuses_an_msk_mapping_with_one_clear_problem() -> None:
+    from pumphouse.devstack import plan_for
+
+    config = convert(TEMPLATES / "kafka" / "template.yaml").validate()
+    with pytest.raises(ConfigError) as caught:
+        plan_for(config)
+    assert caught.value.problems == [
+        "kafka-KafkaFunction/kafka:orders: an Amazon MSK cluster has no local stand-in under "
+        "pumphouse dev: give the mapping a SelfManagedEventSource (a SelfManagedKafka event) "
+        "to run it on the local broker"
+    ]
