@@ -619,3 +619,17 @@ def test_dev_refuses_an_msk_mapping_with_one_clear_problem() -> None:
         "pumphouse dev: give the mapping a SelfManagedEventSource (a SelfManagedKafka event) "
         "to run it on the local broker"
     ]
+
+
+def test_every_malformed_reference_is_reported(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        FUNCTION
+        + "      Environment: {Variables: {A: '{{resolve:ssm:/a}}', B: '{{resolve:secretsmanager:}}'}}\n",
+    )
+    assert problems(path) == [
+        "Resources.Orders.Properties.Environment.Variables.A: {{resolve:ssm:...}} is not "
+        "resolvable locally: pumphouse resolves only Secrets Manager references",
+        "Resources.Orders.Properties.Environment.Variables.B: "
+        "{{resolve:secretsmanager:}}: no secret id",
+    ]

@@ -115,12 +115,11 @@ class Conversion:
         template path. Dynamic references are checked, not resolved."""
         from pumphouse.config.loader import parse_data
 
-        problems = [
-            TemplateProblem(self.relocate(loc), problem.message)
-            for loc, problem in _reference_problems(self.data)
-        ]
+        problems: list[TemplateProblem] = []
+        find_references(self.data, problems=problems)
         if problems:
-            raise ConfigError(_rendered(problems), source=self.source)
+            relocated = [TemplateProblem(self.relocate(p.loc), p.message) for p in problems]
+            raise ConfigError(_rendered(relocated), source=self.source)
         return parse_data(
             self.data,
             source=self.source,
@@ -131,14 +130,6 @@ class Conversion:
 
     def secret_references(self) -> list[SecretReference]:
         return [reference for _, reference in find_references(self.data)]
-
-
-def _reference_problems(data: Any) -> list[tuple[Loc, TemplateProblem]]:
-    try:
-        find_references(data)
-    except TemplateProblem as problem:
-        return [(problem.loc, problem)]
-    return []
 
 
 def _rendered(problems: list[TemplateProblem]) -> list[str]:

@@ -68,19 +68,27 @@ class SecretReference:
         )
 
 
-def find_references(data: Any, loc: Loc = ()) -> list[tuple[Loc, SecretReference]]:
-    """Every dynamic reference in the strings of ``data``, with its path."""
+def find_references(
+    data: Any, loc: Loc = (), *, problems: list[TemplateProblem] | None = None
+) -> list[tuple[Loc, SecretReference]]:
+    """Every dynamic reference in the strings of ``data``, with its path. A malformed one
+    is raised, or added to ``problems`` when given (and the search goes on)."""
     found: list[tuple[Loc, SecretReference]] = []
     if isinstance(data, str):
         for match in _REFERENCE.finditer(data):
             service, body = match.group(1), match.group(2)
-            found.append((loc, SecretReference.parse(match.group(0), service, body, loc)))
+            try:
+                found.append((loc, SecretReference.parse(match.group(0), service, body, loc)))
+            except TemplateProblem as problem:
+                if problems is None:
+                    raise
+                problems.append(problem)
     elif isinstance(data, dict):
         for key, value in data.items():
-            found.extend(find_references(value, (*loc, key)))
+            found.extend(find_references(value, (*loc, key), problems=problems))
     elif isinstance(data, list):
         for index, value in enumerate(data):
-            found.extend(find_references(value, (*loc, index)))
+            found.extend(find_references(value, (*loc, index), problems=problems))
     return found
 
 

@@ -16,6 +16,7 @@ Where the code is:
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -88,6 +89,13 @@ class ConvertedFunction:
     events: dict[str, Any] = field(default_factory=dict)
 
 
+Props = dict[str, Any]
+"""A function's properties, ``Globals.Function`` merged in."""
+Origins = dict[str, Loc]
+"""Property → the template path it came from (the function's, or ``Globals.Function``)."""
+Data = dict[str, Any]
+
+
 def merge_globals(global_value: Any, own: Any) -> Any:
     """SAM's merge of ``Globals.Function`` into a function: maps merge key by key, lists
     are the global items followed by the function's, anything else is the function's."""
@@ -143,7 +151,7 @@ def convert_function(
     for key in ("MemorySize", "Timeout", "ReservedConcurrentExecutions"):
         if key in props:
             try:
-                data[key] = _integer(value(key), origin[key])
+                data[key] = _integer(value(key))
                 result.keys[key] = origin[key]
             except TemplateProblem as problem:
                 problems.append(problem)
@@ -151,7 +159,7 @@ def convert_function(
         _environment(props, value, origin, data, result)
         _provisioned(props, value, origin, data, result)
         _image(props, value, origin, data, result)
-        _role(ctx, props, value, data)
+        _role(props, value, data)
     except TemplateProblem as problem:
         problems.append(problem)
     try:
@@ -178,7 +186,7 @@ def convert_function(
     return result
 
 
-def _integer(value: Any, loc: Loc) -> Any:
+def _integer(value: Any) -> Any:
     if isinstance(value, str):
         try:
             return int(value)
@@ -187,7 +195,13 @@ def _integer(value: Any, loc: Loc) -> Any:
     return value
 
 
-def _environment(props: Any, value: Any, origin: Any, data: Any, result: Any) -> None:
+def _environment(
+    props: Props,
+    value: Callable[[str], Any],
+    origin: Origins,
+    data: Data,
+    result: ConvertedFunction,
+) -> None:
     if "Environment" not in props:
         return
     environment = value("Environment")
@@ -203,17 +217,29 @@ def _environment(props: Any, value: Any, origin: Any, data: Any, result: Any) ->
     result.keys["Environment"] = origin["Environment"]
 
 
-def _provisioned(props: Any, value: Any, origin: Any, data: Any, result: Any) -> None:
+def _provisioned(
+    props: Props,
+    value: Callable[[str], Any],
+    origin: Origins,
+    data: Data,
+    result: ConvertedFunction,
+) -> None:
     if "ProvisionedConcurrencyConfig" not in props:
         return
     config = value("ProvisionedConcurrencyConfig")
     if isinstance(config, dict) and "ProvisionedConcurrentExecutions" in config:
         loc = origin["ProvisionedConcurrencyConfig"]
-        data["ProvisionedConcurrency"] = _integer(config["ProvisionedConcurrentExecutions"], loc)
+        data["ProvisionedConcurrency"] = _integer(config["ProvisionedConcurrentExecutions"])
         result.keys["ProvisionedConcurrency"] = (*loc, "ProvisionedConcurrentExecutions")
 
 
-def _image(props: Any, value: Any, origin: Any, data: Any, result: Any) -> None:
+def _image(
+    props: Props,
+    value: Callable[[str], Any],
+    origin: Origins,
+    data: Data,
+    result: ConvertedFunction,
+) -> None:
     if "ImageConfig" not in props:
         return
     config = value("ImageConfig")
@@ -230,7 +256,7 @@ def _image(props: Any, value: Any, origin: Any, data: Any, result: Any) -> None:
     result.keys["ImageConfig"] = origin["ImageConfig"]
 
 
-def _role(ctx: Context, props: Any, value: Any, data: Any) -> None:
+def _role(props: Props, value: Callable[[str], Any], data: Data) -> None:
     if "Role" not in props:
         return
     try:
@@ -245,9 +271,9 @@ def _code_path(  # noqa: PLR0917 - private, one caller, every argument named the
     ctx: Context,
     logical_id: str,
     kind: str,
-    props: Any,
-    value: Any,
-    origin: dict[str, Loc],
+    props: Props,
+    value: Callable[[str], Any],
+    origin: Origins,
     code: CodeLocation,
 ) -> Path | None:
     base: Loc = ("Resources", logical_id, "Properties")

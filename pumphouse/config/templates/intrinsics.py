@@ -219,13 +219,13 @@ class Context:
             raise TemplateProblem(("Conditions", name), "the condition refers to itself")
         self._evaluating.add(name)
         try:
-            value = self._condition_value(conditions[name], ("Conditions", name))
+            value = self.condition_value(conditions[name], ("Conditions", name))
         finally:
             self._evaluating.discard(name)
         self._conditions[name] = value
         return value
 
-    def _condition_value(self, value: Any, loc: Loc) -> bool:
+    def condition_value(self, value: Any, loc: Loc) -> bool:
         if isinstance(value, dict) and set(value) == {"Condition"}:
             return self.condition(value["Condition"], (*loc, "Condition"))
         result = self.resolve(value, loc)
@@ -357,7 +357,7 @@ def _fn_equals(ctx: Context, argument: Any, loc: Loc) -> bool:
 def _conditions(ctx: Context, argument: Any, loc: Loc, name: str) -> list[bool]:
     if not isinstance(argument, list) or not 2 <= len(argument) <= 10:
         raise TemplateProblem(loc, f"{name} takes 2 to 10 conditions")
-    return [ctx._condition_value(item, (*loc, i)) for i, item in enumerate(argument)]
+    return [ctx.condition_value(item, (*loc, i)) for i, item in enumerate(argument)]
 
 
 def _fn_and(ctx: Context, argument: Any, loc: Loc) -> bool:
@@ -370,7 +370,7 @@ def _fn_or(ctx: Context, argument: Any, loc: Loc) -> bool:
 
 def _fn_not(ctx: Context, argument: Any, loc: Loc) -> bool:
     (condition,) = _args(argument, 1, loc, "[condition]")
-    return not ctx._condition_value(condition, (*loc, 0))
+    return not ctx.condition_value(condition, (*loc, 0))
 
 
 def _fn_find_in_map(ctx: Context, argument: Any, loc: Loc) -> Any:
