@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     invoke = commands.add_parser("invoke", help="invoke a function once, like `sam local invoke`")
-    _add_config(invoke)
+    _add_config(invoke, template=True)
     invoke.add_argument("function", help="function name from Functions:")
     invoke.add_argument(
         "--event", "-e", default=None, help="event JSON file ('-' for stdin; default: {})"
@@ -258,12 +258,17 @@ def cmd_dev(args: argparse.Namespace) -> int:
 def cmd_invoke(args: argparse.Namespace) -> int:
     from pumphouse.runtime.local import format_report, invoke_local
 
-    config = _load(args.config)
+    config, conversion = _load_args(args)
     _configure_logging(args, config)
+    if conversion is not None:
+        from pumphouse.template_cli import prepare_for_run
+
+        config = asyncio.run(prepare_for_run(conversion, config))
     if args.function not in config.Functions:
         known = ", ".join(sorted(config.Functions)) or "none"
+        source = conversion.source if conversion is not None else args.config
         print(
-            f"pumphouse: no function {args.function!r} in {args.config} (known: {known})",
+            f"pumphouse: no function {args.function!r} in {source} (known: {known})",
             file=sys.stderr,
         )
         return EXIT_CONFIG

@@ -10,6 +10,7 @@ is known only to the table).
 from __future__ import annotations
 
 import argparse
+import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,8 @@ def add_template_arguments(parser: argparse.ArgumentParser, *, required: bool = 
         nargs="+",
         default=[],
         metavar="KEY=VALUE",
-        help="template parameter values (also ParameterKey=K,ParameterValue=V)",
+        help="template parameter values: K=V ... (also SAM's one quoted string 'K=V K2=V2' "
+        "and ParameterKey=K,ParameterValue=V)",
     )
     parser.add_argument(
         "--import-value",
@@ -66,7 +68,7 @@ def add_template_arguments(parser: argparse.ArgumentParser, *, required: bool = 
 def _pairs(items: Sequence[str], option: str) -> dict[str, str]:
     pairs: dict[str, str] = {}
     problems: list[str] = []
-    for item in items:
+    for item in (word for given in items for word in shlex.split(given)):
         if item.startswith("ParameterKey="):  # the AWS CLI's form
             fields = dict(part.split("=", 1) for part in item.split(",") if "=" in part)
             if "ParameterKey" in fields and "ParameterValue" in fields:

@@ -633,3 +633,75 @@ def test_every_malformed_reference_is_reported(tmp_path: Path) -> None:
         "Resources.Orders.Properties.Environment.Variables.B: "
         "{{resolve:secretsmanager:}}: no secret id",
     ]
+
+
+def test_stream_events_with_windows_metrics_and_sns_s3_destinations() -> None:
+    conversion = convert(TEMPLATES / "streams" / "template.yaml")
+    changes, clicks = conversion.data["EventSourceMappings"]
+    assert changes == {
+        "FunctionName": "streams-Totals",
+        "EventSourceArn": "arn:aws:dynamodb:us-east-1:000000000000:table/streams-Table/stream/"
+        "1970-01-01T00:00:00.000",
+        "StartingPosition": "LATEST",
+        "BatchSize": 50,
+        "MaximumBatchingWindowInSeconds": 2,
+        "TumblingWindowInSeconds": 60,
+        "ParallelizationFactor": 3,
+        "MaximumRetryAttempts": 2,
+        "MaximumRecordAgeInSeconds": 120,
+        "BisectBatchOnFunctionError": True,
+        "FunctionResponseTypes": ["ReportBatchItemFailures"],
+        "MetricsConfig": {"Metrics": ["EventCount"]},
+        "DestinationConfig": {
+            "OnFailure": {"Destination": "arn:aws:sns:us-east-1:000000000000:streams-Alerts"}
+        },
+    }
+    assert clicks == {
+        "FunctionName": "streams-Totals",
+        "EventSourceArn": "arn:aws:kinesis:us-east-1:000000000000:stream/streams-Stream",
+        "StartingPosition": "LATEST",
+        "TumblingWindowInSeconds": 30,
+        "Enabled": False,
+        "FilterCriteria": {"Filters": [{"Pattern": '{"data": {"kind": ["click"]}}'}]},
+        "DestinationConfig": {"OnFailure": {"Destination": "arn:aws:s3:::stream-failures"}},
+    }
+    assert conversion.data["Functions"]["streams-Totals"] == {
+        "Handler": "totals.handler",
+        "Runtime": "python3.12",
+        "ReservedConcurrentExecutions": 4,
+        "ProvisionedConcurrency": 1,
+        "CodeUri": ".",
+    }
+    dev = conversion.data["Dev"]
+    assert dev["Streams"] == {"streams-Stream": 4}  # on demand: four shards to start
+    assert dev["Tables"]["streams-Table"]["StreamViewType"] == "KEYS_ONLY"
+    assert (dev["SnsTopics"], dev["Buckets"]) == (["streams-Alerts"], ["stream-failures"])
+    config = conversion.validate()
+    assert [m.tumbling_window for m in config.EventSourceMappings] == [60, 30]
+
+
+def test_parameter_overrides_as_sam_writes_them(tmp_path: Path) -> None:
+    from pumphouse.cli import build_parser
+    from pumphouse.template_cli import conversion_from_args
+
+    path = write(
+        tmp_path,
+        "Parameters: {T: {Type: Number}, D: {Type: String}}\n"
+        + FUNCTION
+        + "      Timeout: !Ref T\n      Description: !Ref D\n",
+    )
+    args = build_parser().parse_args(
+        ["validate", "--template", str(path), "--parameter-overrides", "T=9 D='two words'"]
+    )
+    function = next(iter(conversion_from_args(args).validate().Functions.values()))
+    assert (function.Timeout, function.Description) == (9, "two words")
+
+
+def test_invoke_a_template_function(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    event = tmp_path / "event.json"
+    event.write_text('{"Records": [{"eventSource": "aws:kinesis", "kinesis": {"data": "aGk="}}]}')
+    template = TEMPLATES / "kinesis" / "template.yaml"
+    argv = ["invoke", "kinesis-ClicksFunction", "--template", str(template), "--event", str(event)]
+    assert main([*argv, "--parameter-overrides", f"RecordDir={tmp_path}"]) == 0
+    assert '"batchItemFailures": []' in capsys.readouterr().out
+    assert (tmp_path / "records.jsonl").read_text() == '{"data": "hi", "source": "aws:kinesis"}\n'
