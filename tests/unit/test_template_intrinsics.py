@@ -212,10 +212,10 @@ def test_stream_arn_of_a_table_without_a_stream(ctx: Context) -> None:
 
 def test_unused_resource_types_have_no_value_only_when_used(ctx: Context) -> None:
     assert problem_of(ctx, {"Ref": "Vpc"}).message == (
-        "!Ref 'Vpc': a AWS::EC2::VPC is not used by pumphouse and has no local value"
+        "!Ref 'Vpc': AWS::EC2::VPC is not used by pumphouse and has no local value"
     )
     assert problem_of(ctx, {"Fn::GetAtt": ["Queue", "Nope"]}).message == (
-        "!GetAtt Queue.Nope: a AWS::SQS::Queue has no attribute Nope pumphouse can give (it "
+        "!GetAtt Queue.Nope: AWS::SQS::Queue has no attribute Nope pumphouse can give (it "
         "gives Arn, QueueName, QueueUrl)"
     )
     assert problem_of(ctx, {"Fn::GetAtt": ["Ghost", "Arn"]}).message == (

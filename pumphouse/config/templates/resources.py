@@ -113,8 +113,8 @@ def ref_value(ctx: Context, logical_id: str, loc: Loc) -> Any:
         return physical_name(ctx, logical_id)
     raise TemplateProblem(
         loc,
-        f"!Ref {logical_id!r}: a {kind or 'resource'} is not used by pumphouse and has no "
-        "local value",
+        f"!Ref {logical_id!r}: {kind or 'a resource without a Type'} is not used by "
+        "pumphouse and has no local value",
     )
 
 
@@ -168,12 +168,12 @@ def attribute_value(ctx: Context, logical_id: str, attribute: str, loc: Loc) -> 
         known = ", ".join(sorted(values))
         raise TemplateProblem(
             loc,
-            f"!GetAtt {logical_id}.{attribute}: a {kind} has no attribute {attribute} "
+            f"!GetAtt {logical_id}.{attribute}: {kind} has no attribute {attribute} "
             f"pumphouse can give (it gives {known})",
         )
     raise TemplateProblem(
         loc,
-        f"!GetAtt {logical_id}.{attribute}: a {kind or 'resource'} is not used by "
+        f"!GetAtt {logical_id}.{attribute}: {kind or 'a resource without a Type'} is not used by "
         "pumphouse and has no local value",
     )
 
