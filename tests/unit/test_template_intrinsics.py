@@ -21,6 +21,7 @@ Parameters:
   Ports: {Type: "List<Number>", Default: "80,443"}
   NoDefault: {Type: String}
   Pattern: {Type: String, Default: abc, AllowedPattern: "[a-z]+"}
+  Ami: {Type: "AWS::SSM::Parameter::Value<String>", Default: /images/latest}
 Mappings:
   Sizes:
     dev: {Batch: 5}
@@ -149,7 +150,7 @@ def test_parameter_values_are_checked(tmp_path: Path) -> None:
         (
             ("Parameters",),
             "--parameter-overrides Typo=...: the template has no parameter Typo (its "
-            "parameters: Env, Size, Names, Ports, NoDefault, Pattern)",
+            "parameters: Env, Size, Names, Ports, NoDefault, Pattern, Ami)",
         ),
         (("Parameters", "Env"), "'test' is not one of the AllowedValues: dev, prod"),
         (("Parameters", "Size"), "500 is outside MaxValue 100"),
@@ -353,3 +354,13 @@ def test_malformed_references(text: str, message: str) -> None:
 
     with pytest.raises(TemplateProblem, match=message):
         find_references({"X": text})
+
+
+def test_an_ssm_parameter_needs_an_override(tmp_path: Path) -> None:
+    ctx = context(tmp_path, TEMPLATE)
+    assert problem_of(ctx, {"Ref": "Ami"}).message == (
+        "parameter Ami is read from SSM Parameter Store, which is not resolvable locally: "
+        "give it with --parameter-overrides Ami=VALUE"
+    )
+    given = context(tmp_path, TEMPLATE, parameter_overrides={"Ami": "ami-123"})
+    assert given.resolve({"Ref": "Ami"}, ()) == "ami-123"

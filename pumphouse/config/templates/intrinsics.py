@@ -174,10 +174,13 @@ class Context:
             return self.pseudo(name)
         if name in _section(self.template, "Parameters"):
             if name not in self.parameters:
+                spec = _section(self.template, "Parameters")[name]
+                kind = str(spec.get("Type", "")) if isinstance(spec, dict) else ""
+                why = "has no Default"
+                if kind.startswith("AWS::SSM::Parameter::Value<"):
+                    why = "is read from SSM Parameter Store, which is not resolvable locally"
                 raise TemplateProblem(
-                    loc,
-                    f"parameter {name} has no Default: give it with "
-                    f"--parameter-overrides {name}=VALUE",
+                    loc, f"parameter {name} {why}: give it with --parameter-overrides {name}=VALUE"
                 )
             return self.parameters[name]
         if name in self.resources:
@@ -456,13 +459,13 @@ def _parameter_values(
     for name, given in declared.items():
         spec = given if isinstance(given, dict) else {}
         loc: Loc = ("Parameters", name)
+        kind = str(spec.get("Type", "String"))
         if name in overrides:
             raw: Any = overrides[name]
-        elif "Default" in spec:
+        elif "Default" in spec and not kind.startswith("AWS::SSM::Parameter::Value<"):
             raw = spec["Default"]
         else:
-            continue
-        kind = str(spec.get("Type", "String"))
+            continue  # no value: a problem where it is used
         try:
             values[name] = _typed(raw, kind, spec, loc)
         except TemplateProblem as problem:
