@@ -389,6 +389,13 @@ def test_config_beside_a_template_supplies_settings_and_overrides(tmp_path: Path
         ("s-Orders", 7),
         ("extra", None),
     ]
+    settings.write_text("Functions:\n  s-Orders: {Timeout: 1000}\n")
+    template_error = path.read_text().replace("Timeout: 3", "MemorySize: 1")
+    path.write_text(template_error)
+    assert problems(path, stack_name="s", config_path=settings) == [
+        "Resources.Orders.Properties.MemorySize: 1 is below the minimum 128",
+        "Functions.s-Orders.Timeout: 1000 is above the maximum 900",  # where -c set it
+    ]
 
 
 # -- problems, at their template paths ---------------------------------------------------

@@ -352,8 +352,8 @@ def _merge_config(
                 origin = conversion.origins.get(("Functions", str(name)))
                 if origin is not None:  # overridden keys are reported at the -c path
                     base, keys = origin
-                    keys = {k: v for k, v in keys.items() if k not in function}
-                    conversion.origins[("Functions", str(name))] = (base, keys)
+                    own = {str(k): ("Functions", str(name), str(k)) for k in function}
+                    conversion.origins[("Functions", str(name))] = (base, {**keys, **own})
             else:
                 data["Functions"][str(name)] = function
                 conversion.origins.pop(("Functions", str(name)), None)
