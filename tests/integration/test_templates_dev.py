@@ -57,10 +57,11 @@ class Dev:
 
 
 @contextmanager
-def dev(tmp_path: Path, template: Path, *args: str) -> Iterator[Dev]:
+def dev(tmp_path: Path, template: Path, *args: str, settings_extra: str = "") -> Iterator[Dev]:
     settings = tmp_path / "settings.yaml"
     settings.write_text(
         f"Settings:\n  MetricsAddress: 127.0.0.1:{free_port()}\n  ShutdownTimeoutSeconds: 5\n"
+        + settings_extra
     )
     endpoints_file = tmp_path / "endpoints.json"
     log = tmp_path / "dev.log"
@@ -199,6 +200,37 @@ def test_dynamodb_cloudformation_template_end_to_end(tmp_path: Path) -> None:
         # One shard, in order: had the MODIFY passed the filter, it would be the second.
         seen = wait_for_records(records / "records.jsonl", 2, log=run.log)
     assert [(r["event"], r["keys"]["pk"]["S"]) for r in seen] == [("INSERT", "a"), ("INSERT", "b")]
+
+
+def test_self_managed_kafka_template_reads_from_the_start(tmp_path: Path) -> None:
+    import asyncio
+
+    from aiokafka import AIOKafkaProducer
+
+    records = tmp_path / "records"
+    records.mkdir()
+    template = TEMPLATES / "selfmanaged" / "template.yaml"
+    kafka = (
+        "  Kafka: {SessionTimeoutMs: 2000, RebalanceTimeoutMs: 2000, HeartbeatIntervalMs: 300}\n"
+    )
+    with dev(
+        tmp_path, template, "--parameter-overrides", f"RecordDir={records}", settings_extra=kafka
+    ) as run:
+        assert set(run.endpoints) == {"Kafka"}
+
+        async def produce() -> None:
+            producer = AIOKafkaProducer(bootstrap_servers=run.endpoints["Kafka"])
+            await producer.start()
+            try:
+                for n in range(3):
+                    await producer.send_and_wait("payments", f"payment-{n}".encode(), partition=0)
+            finally:
+                await producer.stop()
+
+        asyncio.run(produce())
+        seen = wait_for_records(records / "records.jsonl", 3, log=run.log)
+    assert [r["value"] for r in seen] == ["payment-0", "payment-1", "payment-2"]
+    assert {r["source"] for r in seen} == {"SelfManagedKafka"}
 
 
 # -- public templates marked end to end ----------------------------------------------------
