@@ -166,3 +166,71 @@ async def test_a_missing_secret_or_key_stops_the_start(
         with pytest.raises(PumphouseError) as caught:
             await prepare_for_run(conversion, conversion.validate())
         assert str(caught.value) == message
+
+
+def test_run_a_template_against_existing_resources(
+    tmp_path: Path, moto_server: MotoServer, unique_name: str
+) -> None:
+    """``pumphouse run --template``: no resources created, secrets read from the configured
+    endpoint, records flowing into the template's function."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from pumphouse.devstack import free_port
+
+    stack = f"run-{unique_name}"
+    boto3.client(
+        "secretsmanager", endpoint_url=moto_server.url, region_name="us-east-1"
+    ).create_secret(Name=f"{stack}-api-key", SecretString=json.dumps({"key": "from-moto"}))
+    sqs = boto3.client("sqs", endpoint_url=moto_server.url, region_name="us-east-1")
+    url = sqs.create_queue(QueueName=f"{stack}-OrdersQueue")["QueueUrl"]
+    settings = tmp_path / "settings.yaml"
+    settings.write_text(
+        textwrap.dedent(
+            f"""\
+            Settings:
+              StateStore: sqlite:///{tmp_path}/state.db
+              MetricsAddress: 127.0.0.1:{free_port()}
+              ShutdownTimeoutSeconds: 5
+              Endpoints: {{Sqs: "{moto_server.url}", SecretsManager: "{moto_server.url}"}}
+            """
+        )
+    )
+    records = tmp_path / "records"
+    records.mkdir()
+    template = Path(__file__).resolve().parent.parent / "templates" / "sqs" / "template.yaml"
+    log = tmp_path / "run.log"
+    with log.open("w") as stderr:
+        proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "pumphouse", "--log-format", "json", "run",
+                "--template", str(template), "-c", str(settings), "--stack-name", stack,
+                "--parameter-overrides", f"RecordDir={records}",
+            ],
+            cwd=tmp_path,
+            stderr=stderr,
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+    try:
+        sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"kind": "order", "n": 1}))
+        recorded = records / "records.jsonl"
+        deadline = time.monotonic() + 60
+        while not recorded.exists():
+            assert proc.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, log.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    (seen,) = [json.loads(line) for line in recorded.read_text().splitlines()]
+    assert (seen["body"], seen["api_key"], seen["layer"]) == (
+        {"kind": "order", "n": 1},
+        "from-moto",
+        "from-layer",
+    )
+    assert "from-moto" not in log.read_text()
