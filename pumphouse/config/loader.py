@@ -47,7 +47,15 @@ from pumphouse.config.validation import (
 )
 from pumphouse.errors import ConfigError
 
-__all__ = ["load_config", "load_yaml_file", "parse_config", "parse_data", "read_config_text"]
+__all__ = [
+    "construct_unique_mapping",
+    "load_config",
+    "load_yaml_file",
+    "load_yaml_text",
+    "parse_config",
+    "parse_data",
+    "read_config_text",
+]
 
 SECTIONS = ("Settings", "Functions", "EventSourceMappings", "Dev")
 _SOURCE_KEYS = frozenset({"EventSourceArn", "SelfManagedEventSource"})
@@ -67,7 +75,7 @@ def load_config(path: str | Path, *, environ: Mapping[str, str] | None = None) -
 def load_yaml_file(path: str | Path) -> Any:
     """A YAML file's data, read as configuration files are (``ConfigError`` if it cannot
     be read or parsed); no substitution, no validation."""
-    return _load_yaml(read_config_text(Path(path)), str(path))
+    return load_yaml_text(read_config_text(Path(path)), str(path))
 
 
 def read_config_text(file: Path) -> str:
@@ -99,7 +107,7 @@ def parse_config(
 ) -> Config:
     """Validate configuration YAML given as a string. ``base_dir`` (default: the working
     directory) is where relative ``CodeUri`` paths start."""
-    data = _load_yaml(text, source)
+    data = load_yaml_text(text, source)
     return parse_data(data, source=source, environ=environ, base_dir=base_dir)
 
 
@@ -131,7 +139,8 @@ class _StrictLoader(yaml.SafeLoader):
     silently keep the last one)."""
 
 
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+def construct_unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    """A YAML mapping, refusing a key given twice (for any ``SafeLoader`` subclass)."""
     seen: dict[Any, yaml.Mark] = {}
     for key_node, _ in node.value:
         if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
@@ -149,12 +158,16 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[An
     return loader.construct_mapping(node)
 
 
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_StrictLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_unique_mapping
+)
 
 
-def _load_yaml(text: str, source: str) -> Any:
+def load_yaml_text(text: str, source: str, *, loader: type[yaml.SafeLoader] = _StrictLoader) -> Any:
+    """YAML text read with ``loader`` (a ``SafeLoader`` subclass); ``ConfigError`` with the
+    line and column of a syntax problem."""
     try:
-        return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass: safe to use
+        return yaml.load(text, Loader=loader)  # a SafeLoader subclass: safe to use
     except yaml.MarkedYAMLError as err:
         raise ConfigError([_yaml_problem(err)], source=source) from None
     except yaml.YAMLError as err:

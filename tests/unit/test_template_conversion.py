@@ -712,3 +712,12 @@ def test_invoke_a_template_function(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main([*argv, "--parameter-overrides", f"RecordDir={tmp_path}"]) == 0
     assert '"batchItemFailures": []' in capsys.readouterr().out
     assert (tmp_path / "records.jsonl").read_text() == '{"data": "hi", "source": "aws:kinesis"}\n'
+
+
+def test_a_key_given_twice_is_refused_with_its_line(tmp_path: Path) -> None:
+    path = write(tmp_path, FUNCTION + "      Handler: other.handler\n")
+    with pytest.raises(ConfigError) as caught:
+        convert(path)
+    assert caught.value.problems == [
+        "line 13, column 7: invalid YAML: duplicate key 'Handler' (first given at line 11)"
+    ]

@@ -17,10 +17,20 @@ import orjson
 import yaml
 from cfn_tools.yaml_loader import CfnYamlLoader  # type: ignore[import-untyped]  # no stubs
 
-from pumphouse.config.loader import read_config_text
+from pumphouse.config.loader import construct_unique_mapping, load_yaml_text, read_config_text
 from pumphouse.errors import ConfigError
 
 __all__ = ["read_template"]
+
+
+class _TemplateLoader(CfnYamlLoader):  # type: ignore[misc]  # cfn_tools has no type hints
+    """cfn-flip's loader (short-form tags), refusing a key given twice, as CloudFormation
+    does."""
+
+
+_TemplateLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_unique_mapping
+)
 
 
 def read_template(path: Path) -> dict[str, Any]:
@@ -34,16 +44,7 @@ def read_template(path: Path) -> dict[str, Any]:
         except orjson.JSONDecodeError as err:
             raise ConfigError([f"invalid JSON: {err}"], source=source) from None
     else:
-        try:
-            data = yaml.load(text, Loader=CfnYamlLoader)  # a SafeLoader subclass: safe
-        except yaml.MarkedYAMLError as err:
-            mark = err.problem_mark
-            where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-            raise ConfigError(
-                [f"{where}invalid YAML: {err.problem or err.context}"], source=source
-            ) from None
-        except yaml.YAMLError as err:
-            raise ConfigError([f"invalid YAML: {err}"], source=source) from None
+        data = load_yaml_text(text, source, loader=_TemplateLoader)
     data = _plain(data)
     if not isinstance(data, dict) or not isinstance(data.get("Resources"), dict):
         raise ConfigError(
