@@ -58,7 +58,7 @@ from pumphouse.config.sources import (
 )
 
 if TYPE_CHECKING:
-    from pumphouse.pollers.filtering import FilterSet
+    from pumphouse.patterns import FilterSet
     from pumphouse.runtime import FunctionSpec
 
 __all__ = [
@@ -783,7 +783,7 @@ class _MappingContext:
 
 @functools.lru_cache(maxsize=256)
 def _compile_filters(patterns: tuple[str, ...], source: str) -> FilterSet:
-    from pumphouse.pollers.filtering import SourceKind, compile_filter_criteria
+    from pumphouse.patterns import SourceKind, compile_filter_criteria
 
     return compile_filter_criteria(
         patterns, source=SourceKind(source), max_filters=max(len(patterns), 1)

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final
 
 from pumphouse.config.sources import DestinationType, SourceType
-from pumphouse.pollers.filtering import FilterPatternError, SourceKind, compile_filter_criteria
+from pumphouse.patterns import FilterPatternError, SourceKind, compile_filter_criteria
 
 if TYPE_CHECKING:
     from pumphouse.config.model import (

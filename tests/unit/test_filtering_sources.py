@@ -14,8 +14,8 @@ from typing import Any
 import orjson
 import pytest
 
-from pumphouse.pollers import filtering
-from pumphouse.pollers.filtering import FilterSet, SourceKind, compile_filter_criteria
+from pumphouse.patterns import FilterSet, SourceKind, compile_filter_criteria
+from pumphouse.patterns import criteria as filtering
 
 
 def compile_(source: SourceKind, *patterns: dict[str, Any]) -> FilterSet:
