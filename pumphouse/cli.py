@@ -221,7 +221,7 @@ def cmd_events(args: argparse.Namespace) -> int:
 
 
 def cmd_redrive(args: argparse.Namespace) -> int:
-    from pumphouse.pollers.sqs_redrive import redrive_main
+    from pumphouse.tools.redrive import redrive_main
 
     configure_logging(fmt=args.log_format or "auto", level=args.log_level or "warning")
     return redrive_main(args)

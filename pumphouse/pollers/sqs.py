@@ -1,7 +1,7 @@
 """The SQS event source: standard and FIFO queues, the way Lambda's SQS pollers behave.
 
 This is the only module that talks to SQS for a mapping (the redrive tool lives in
-:mod:`pumphouse.pollers.sqs_redrive`). Semantics: ESM-SPEC §1-§4.
+:mod:`pumphouse.tools.redrive`). Semantics: ESM-SPEC §1-§4.
 
 The pipeline of one mapping
 ---------------------------
