@@ -35,9 +35,12 @@ import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, ClassVar
+from typing import IO, TYPE_CHECKING, Any, ClassVar
 
 from pumphouse.errors import PumphouseError
+
+if TYPE_CHECKING:
+    from pumphouse.aws import AwsClients
 
 LOOPBACK = "127.0.0.1"
 
@@ -486,53 +489,69 @@ def _arn_resource(arn: str) -> tuple[str, str]:
 def plan_for(config: Any) -> DevPlan:
     """Work out servers and resources from the mappings, destinations and ``Dev`` section."""
     plan = DevPlan()
-    dev = getattr(config, "Dev", None)
     for mapping in config.EventSourceMappings:
-        source = mapping.source_type.value
-        if source == "sqs":
-            plan.moto = True
-            plan.queues.setdefault(mapping.resource_name, {})
-        elif source == "kinesis":
-            plan.kinesis = True
-            plan.streams.setdefault(mapping.resource_name, 1)
-        elif source == "dynamodb":
-            plan.moto = True
-            plan.tables.setdefault(mapping.resource_name, {})
-        elif source == "kafka":
-            plan.kafka = True
-            plan.kafka_topics.setdefault(mapping.topic, 4)
+        _plan_source(plan, mapping)
         destination = mapping.on_failure_destination
         if destination:
-            if destination.startswith("kafka://"):
-                plan.kafka = True
-                plan.kafka_topics.setdefault(destination.removeprefix("kafka://"), 1)
-            else:
-                service, resource = _arn_resource(destination)
-                plan.moto = True
-                if service == "sqs":
-                    plan.queues.setdefault(resource, {})
-                elif service == "sns":
-                    plan.topics_sns.add(resource)
-                elif service == "s3":
-                    plan.buckets.add(resource)
+            _plan_destination(plan, destination)
+    dev = getattr(config, "Dev", None)
     if dev is not None:
-        for name, attributes in (dev.Queues or {}).items():
-            plan.moto = True
-            plan.queues[name] = {
-                k: (v if isinstance(v, str) else _json_text(v)) for k, v in attributes.items()
-            }
-            redrive = attributes.get("RedrivePolicy")
-            if isinstance(redrive, dict) and "deadLetterTargetArn" in redrive:
-                plan.queues.setdefault(_arn_resource(str(redrive["deadLetterTargetArn"]))[1], {})
-        for name, shards in (dev.Streams or {}).items():
-            plan.kinesis = True
-            plan.streams[name] = int(shards)
-        for name, partitions in (dev.Topics or {}).items():
-            plan.kafka = True
-            plan.kafka_topics[name] = int(partitions)
+        _plan_dev_resources(plan, dev)
     store = str(config.Settings.StateStore)
     plan.redis = store.startswith("redis") and not _redis_answers(store)
     return plan
+
+
+def _plan_source(plan: DevPlan, mapping: Any) -> None:
+    """The server and the queue, stream, table or topic a mapping reads."""
+    source = mapping.source_type.value
+    if source == "sqs":
+        plan.moto = True
+        plan.queues.setdefault(mapping.resource_name, {})
+    elif source == "kinesis":
+        plan.kinesis = True
+        plan.streams.setdefault(mapping.resource_name, 1)
+    elif source == "dynamodb":
+        plan.moto = True
+        plan.tables.setdefault(mapping.resource_name, {})
+    elif source == "kafka":
+        plan.kafka = True
+        plan.kafka_topics.setdefault(mapping.topic, 4)
+
+
+def _plan_destination(plan: DevPlan, destination: str) -> None:
+    """The server and the topic, queue or bucket an on-failure destination names."""
+    if destination.startswith("kafka://"):
+        plan.kafka = True
+        plan.kafka_topics.setdefault(destination.removeprefix("kafka://"), 1)
+        return
+    service, resource = _arn_resource(destination)
+    plan.moto = True
+    if service == "sqs":
+        plan.queues.setdefault(resource, {})
+    elif service == "sns":
+        plan.topics_sns.add(resource)
+    elif service == "s3":
+        plan.buckets.add(resource)
+
+
+def _plan_dev_resources(plan: DevPlan, dev: Any) -> None:
+    """The ``Dev`` section: queues with their attributes (and their dead-letter queues),
+    stream shard counts, topic partition counts."""
+    for name, attributes in (dev.Queues or {}).items():
+        plan.moto = True
+        plan.queues[name] = {
+            k: (v if isinstance(v, str) else _json_text(v)) for k, v in attributes.items()
+        }
+        redrive = attributes.get("RedrivePolicy")
+        if isinstance(redrive, dict) and "deadLetterTargetArn" in redrive:
+            plan.queues.setdefault(_arn_resource(str(redrive["deadLetterTargetArn"]))[1], {})
+    for name, shards in (dev.Streams or {}).items():
+        plan.kinesis = True
+        plan.streams[name] = int(shards)
+    for name, partitions in (dev.Topics or {}).items():
+        plan.kafka = True
+        plan.kafka_topics[name] = int(partitions)
 
 
 def _json_text(value: Any) -> str:
@@ -617,65 +636,92 @@ async def create_resources(config: Any, stack: DevStack) -> dict[str, str]:
         "Kinesis": stack.kinesis.url if stack.kinesis else None,
     }
     clients = AwsClients(region=region, endpoints=endpoints)
-    stream_arns: dict[str, str] = {}
+    plan = stack.plan
     try:
-        plan = stack.plan
-        if plan.queues:
-            sqs = await clients.client("sqs")
-            # Dead-letter queues first, so a redrive policy can point at them.
-            ordered = sorted(plan.queues.items(), key=lambda kv: "RedrivePolicy" in kv[1])
-            for name, attributes in ordered:
-                attrs = dict(attributes)
-                if name.endswith(".fifo"):
-                    attrs.setdefault("FifoQueue", "true")
-                await sqs.create_queue(QueueName=name, Attributes=attrs)
-        if plan.topics_sns:
-            sns = await clients.client("sns")
-            for topic in plan.topics_sns:
-                await sns.create_topic(Name=topic)
-        if plan.buckets:
-            s3 = await clients.client("s3")
-            for bucket in plan.buckets:
-                kwargs: dict[str, Any] = {"Bucket": bucket}
-                if region != "us-east-1":
-                    kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
-                try:
-                    await s3.create_bucket(**kwargs)
-                except Exception as err:
-                    if "BucketAlready" not in str(err):
-                        raise
-        if plan.streams:
-            kinesis = await clients.client("kinesis")
-            existing = set((await kinesis.list_streams()).get("StreamNames", []))
-            for name, shards in plan.streams.items():
-                if name not in existing:
-                    await kinesis.create_stream(StreamName=name, ShardCount=shards)
-                    waiter = kinesis.get_waiter("stream_exists")
-                    await waiter.wait(
-                        StreamName=name, WaiterConfig={"Delay": 0.2, "MaxAttempts": 100}
-                    )
-        if plan.tables:
-            ddb = await clients.client("dynamodb")
-            existing = set((await ddb.list_tables()).get("TableNames", []))
-            for name, spec in plan.tables.items():
-                if name not in existing:
-                    key = spec.get("HashKey", "id")
-                    await ddb.create_table(
-                        TableName=name,
-                        KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
-                        AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
-                        BillingMode="PAY_PER_REQUEST",
-                        StreamSpecification={
-                            "StreamEnabled": True,
-                            "StreamViewType": spec.get("StreamViewType", "NEW_AND_OLD_IMAGES"),
-                        },
-                    )
-                table = (await ddb.describe_table(TableName=name))["Table"]
-                stream_arns[name] = str(table["LatestStreamArn"])
+        await _create_queues(clients, plan.queues)
+        await _create_sns_topics(clients, plan.topics_sns)
+        await _create_buckets(clients, plan.buckets, region=region)
+        await _create_streams(clients, plan.streams)
+        stream_arns = await _create_tables(clients, plan.tables)
     finally:
         await clients.close()
     if stack.plan.kafka_topics and stack.tansu is not None:
         await create_kafka_topics(stack.tansu.bootstrap, stack.plan.kafka_topics)
+    return stream_arns
+
+
+async def _create_queues(clients: AwsClients, queues: Mapping[str, Mapping[str, str]]) -> None:
+    if not queues:
+        return
+    sqs = await clients.client("sqs")
+    # Dead-letter queues first, so a redrive policy can point at them.
+    ordered = sorted(queues.items(), key=lambda kv: "RedrivePolicy" in kv[1])
+    for name, attributes in ordered:
+        attrs = dict(attributes)
+        if name.endswith(".fifo"):
+            attrs.setdefault("FifoQueue", "true")
+        await sqs.create_queue(QueueName=name, Attributes=attrs)
+
+
+async def _create_sns_topics(clients: AwsClients, topics: set[str]) -> None:
+    if not topics:
+        return
+    sns = await clients.client("sns")
+    for topic in topics:
+        await sns.create_topic(Name=topic)
+
+
+async def _create_buckets(clients: AwsClients, buckets: set[str], *, region: str) -> None:
+    if not buckets:
+        return
+    s3 = await clients.client("s3")
+    for bucket in buckets:
+        kwargs: dict[str, Any] = {"Bucket": bucket}
+        if region != "us-east-1":
+            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
+        try:
+            await s3.create_bucket(**kwargs)
+        except Exception as err:
+            if "BucketAlready" not in str(err):
+                raise
+
+
+async def _create_streams(clients: AwsClients, streams: Mapping[str, int]) -> None:
+    if not streams:
+        return
+    kinesis = await clients.client("kinesis")
+    existing = set((await kinesis.list_streams()).get("StreamNames", []))
+    for name, shards in streams.items():
+        if name not in existing:
+            await kinesis.create_stream(StreamName=name, ShardCount=shards)
+            waiter = kinesis.get_waiter("stream_exists")
+            await waiter.wait(StreamName=name, WaiterConfig={"Delay": 0.2, "MaxAttempts": 100})
+
+
+async def _create_tables(
+    clients: AwsClients, tables: Mapping[str, Mapping[str, str]]
+) -> dict[str, str]:
+    """Tables with streams enabled; returns their stream ARNs by table."""
+    stream_arns: dict[str, str] = {}
+    if not tables:
+        return stream_arns
+    ddb = await clients.client("dynamodb")
+    existing = set((await ddb.list_tables()).get("TableNames", []))
+    for name, spec in tables.items():
+        if name not in existing:
+            key = spec.get("HashKey", "id")
+            await ddb.create_table(
+                TableName=name,
+                KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
+                AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
+                BillingMode="PAY_PER_REQUEST",
+                StreamSpecification={
+                    "StreamEnabled": True,
+                    "StreamViewType": spec.get("StreamViewType", "NEW_AND_OLD_IMAGES"),
+                },
+            )
+        table = (await ddb.describe_table(TableName=name))["Table"]
+        stream_arns[name] = str(table["LatestStreamArn"])
     return stream_arns
 
 

@@ -221,7 +221,7 @@ def _compile_object(
                 return False
         return True
 
-    def match_value(v: Any) -> bool:
+    def match_value(v: Any) -> bool:  # noqa: PLR0911, PLR0912 - runs per record: the dict case inlined
         if v.__class__ is dict:  # the common case, inlined: one call less per level
             get = v.get
             for key, matcher in fields_t:

@@ -242,18 +242,13 @@ class Runtime:
                 memory_size_mb=memory,
             ))
         started = time.perf_counter()
-        if isinstance(event, bytes):
-            body = event
-        elif isinstance(event, bytearray | memoryview):
-            body = bytes(event)
-        else:
-            try:
-                body = orjson.dumps(event)
-            except TypeError as err:
-                return pool.report(service_error(
-                    request_id, "InvalidRequestContentException",
-                    f"Could not serialize the event: {err}", memory_size_mb=memory,
-                ))
+        try:
+            body = _request_body(event)
+        except TypeError as err:
+            return pool.report(service_error(
+                request_id, "InvalidRequestContentException",
+                f"Could not serialize the event: {err}", memory_size_mb=memory,
+            ))
         serialize_ms = (time.perf_counter() - started) * 1000.0
         if len(body) > MAX_REQUEST_BYTES:
             return pool.report(service_error(
@@ -288,3 +283,13 @@ class Runtime:
             self._in_flight -= 1
             if not self._in_flight and self._drained is not None and not self._drained.done():
                 self._drained.set_result(None)
+
+
+def _request_body(event: Any) -> bytes:
+    """The invocation's JSON payload: ``bytes`` are already serialized, anything else is
+    serialized here (``TypeError`` when it is not JSON-serializable)."""
+    if isinstance(event, bytes):
+        return event
+    if isinstance(event, bytearray | memoryview):
+        return bytes(event)
+    return orjson.dumps(event)

@@ -332,7 +332,7 @@ class Worker:
         )
         return None
 
-    def serve(self, handler: Any) -> None:
+    def serve(self, handler: Any) -> None:  # noqa: PLR0912, PLR0915 - the per-invocation hot loop, kept in one frame (names bound once, no call per step)
         global _request_id  # noqa: PLW0603 - read by the log handler's filter
         import orjson
 
