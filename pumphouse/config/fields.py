@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Final
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -85,14 +85,19 @@ def _check_host_port(value: str) -> str:
     return value
 
 
-def _check_endpoint_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{value!r} is not an http:// or https:// URL")
+def check_url_port(value: str, parts: SplitResult) -> None:
+    """Refuse a URL whose port is not a number from 0 to 65535 (``parts`` is its split)."""
     try:
         _ = parts.port
     except ValueError:
         raise ValueError(f"{value!r} has an invalid port") from None
+
+
+def _check_endpoint_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{value!r} is not an http:// or https:// URL")
+    check_url_port(value, parts)
     return value
 
 

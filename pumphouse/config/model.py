@@ -61,6 +61,7 @@ from pumphouse.config.fields import (
     RecordAge,
     VariableName,
     check_function_name,
+    check_url_port,
     regex_check,
 )
 from pumphouse.config.mapping_options import (
@@ -192,10 +193,7 @@ def _check_state_store(value: str) -> str:
         parts = urlsplit(value)
         if not value.startswith(f"{scheme}://") or not parts.hostname:
             raise ValueError(f"{value!r}: expected {scheme}://host[:port][/db]")
-        try:
-            _ = parts.port
-        except ValueError:
-            raise ValueError(f"{value!r} has an invalid port") from None
+        check_url_port(value, parts)
         return value
     if scheme == "sqlite":
         if not value.startswith("sqlite:///") or len(value) == len("sqlite:///"):

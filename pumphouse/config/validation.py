@@ -157,8 +157,8 @@ def function_problems(function: Function) -> list[Problem]:
 
 
 def check_filter_pattern(pattern: str, source: SourceType) -> str | None:
-    """Why ``pattern`` is not a valid filter pattern for ``source`` (the filtering
-    module's own "Invalid filter pattern definition. ..." message), or None."""
+    """Why ``pattern`` is not a valid filter pattern for ``source`` (the pattern
+    language's own "Invalid filter pattern definition. ..." message), or None."""
     try:
         compile_filter_criteria([pattern], source=SourceKind(source.value), max_filters=1)
     except FilterPatternError as err:
