@@ -43,26 +43,45 @@ def _add_config(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_global_options(parser: argparse.ArgumentParser, *, default: Any) -> None:
+    parser.add_argument(
+        "--log-format",
+        choices=("json", "console", "auto"),
+        default=default,
+        help="log output (default: Settings.LogFormat, else console on a terminal, JSON otherwise)",
+    )
+    parser.add_argument("--log-level", default=default, help="debug, info, warning, error")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pumphouse",
         description="Self-hosted AWS Lambda event source mappings.",
     )
     parser.add_argument("--version", action="version", version=f"pumphouse {__version__}")
-    parser.add_argument(
-        "--log-format",
-        choices=("json", "console", "auto"),
-        default=None,
-        help="log output (default: Settings.LogFormat, else console on a terminal, JSON otherwise)",
+    _add_global_options(parser, default=None)
+    # The global options are accepted after the command too (`pumphouse run -c f
+    # --log-level debug`); SUPPRESS keeps an absent one from hiding one given before.
+    global_options = argparse.ArgumentParser(add_help=False)
+    _add_global_options(global_options, default=argparse.SUPPRESS)
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_parser_with(global_options)
     )
-    parser.add_argument("--log-level", default=None, help="debug, info, warning, error")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="run the service")
     _add_config(run)
 
-    validate = commands.add_parser("validate", help="check a configuration and summarise it")
+    validate = commands.add_parser(
+        "validate",
+        help="check a configuration, and that each function's code loads, and summarise it",
+    )
     _add_config(validate)
+    validate.add_argument(
+        "--skip-handler-check",
+        action="store_true",
+        help="check the configuration and that each CodeUri exists, without importing the "
+        "handlers (for CI before the code is built)",
+    )
 
     dev = commands.add_parser(
         "dev", help="start local servers and the resources a configuration names, then run"
@@ -109,6 +128,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _parser_with(parent: argparse.ArgumentParser) -> type[argparse.ArgumentParser]:
+    """An ArgumentParser class whose instances (the subcommands, and theirs) all take
+    ``parent``'s options."""
+
+    class SubcommandParser(argparse.ArgumentParser):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["parents"] = [*kwargs.get("parents", []), parent]
+            super().__init__(*args, **kwargs)
+
+    return SubcommandParser
+
+
 def _load(path: Path) -> Config:
     from pumphouse.config import load_config
 
@@ -120,7 +151,14 @@ def _print_problems(err: ConfigError) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from pumphouse.config.preflight import preflight_problems
+
     config = _load(args.config)
+    problems = asyncio.run(
+        preflight_problems(config, handler_check=not args.skip_handler_check)
+    )
+    if problems:
+        raise ConfigError(problems, source=str(args.config))
     rows: list[tuple[str, ...]] = [("FUNCTION", "HANDLER", "MEMORY", "TIMEOUT", "RESERVED")]
     for name, fn in config.Functions.items():
         reserved = fn.ReservedConcurrentExecutions
