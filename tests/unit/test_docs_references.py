@@ -1,0 +1,53 @@
+"""The documentation a user reads refers only to what is in the repository."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def tracked_files() -> list[Path]:
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    return [ROOT / name for name in listed if (ROOT / name).is_file()]
+
+
+def test_nothing_refers_to_a_document_outside_the_repository() -> None:
+    offenders = []
+    for path in tracked_files():
+        try:
+            text = path.read_text()
+        except UnicodeDecodeError:
+            continue
+        if path.name == Path(__file__).name:
+            continue
+        for word in ("ESM-SPEC", "../shared/", "/work/shared"):
+            if word in text:
+                offenders.append(f"{path.relative_to(ROOT)}: {word}")
+    assert offenders == []
+
+
+def test_every_relative_link_in_the_docs_resolves() -> None:
+    broken = []
+    for doc in DOCS:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", doc.read_text()):
+            if "://" in target or target.startswith("mailto:"):
+                continue
+            if not (doc.parent / target).exists():
+                broken.append(f"{doc.relative_to(ROOT)} -> {target}")
+    assert broken == []
+
+
+def test_the_behaviour_page_is_linked_from_the_readme_and_numbers_its_sections() -> None:
+    assert "](docs/behaviour.md)" in (ROOT / "README.md").read_text()
+    headings = re.findall(r"^## (\d)\. ", (ROOT / "docs" / "behaviour.md").read_text(), re.M)
+    assert headings == ["1", "2", "3", "4", "5"]
