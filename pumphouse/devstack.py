@@ -792,8 +792,17 @@ def localize(config: Any, stack: DevStack, stream_arns: Mapping[str, str]) -> An
     return Config.model_validate(data, context={"base_dir": config.base_dir})
 
 
-def run_dev(config: Any, *, config_path: Path, produce_rate: float = 0.0, run: bool = True) -> int:
-    """``pumphouse dev``: servers, resources, then the service until Ctrl-C."""
+def run_dev(
+    config: Any,
+    *,
+    config_path: Path,
+    produce_rate: float = 0.0,
+    run: bool = True,
+    produce_template: Any = None,
+) -> int:
+    """``pumphouse dev``: servers, resources, then the service until Ctrl-C.
+    ``produce_template`` (a :class:`pumphouse.samples.RecordTemplate`) shapes the records
+    ``produce_rate`` sends."""
     import asyncio
 
     import structlog
@@ -830,13 +839,15 @@ def run_dev(config: Any, *, config_path: Path, produce_rate: float = 0.0, run: b
         if not run:
             print(_json_text({"servers": {s.name: s.port for s in stack.servers}, "env": env}))
             return 0
-        return asyncio.run(_serve(local_config, stack, produce_rate))
+        return asyncio.run(_serve(local_config, stack, produce_rate, produce_template))
     finally:
         stack.stop()
         log.info("local servers stopped")
 
 
-async def _serve(config: Any, stack: DevStack, produce_rate: float) -> int:
+async def _serve(
+    config: Any, stack: DevStack, produce_rate: float, template: Any = None
+) -> int:
     import asyncio
 
     from pumphouse.service import Service
@@ -847,7 +858,9 @@ async def _serve(config: Any, stack: DevStack, produce_rate: float) -> int:
         from pumphouse.devproducer import produce_samples
 
         producer = asyncio.create_task(
-            produce_samples(config, stack, rate=produce_rate, stop=service.stopping)
+            produce_samples(
+                config, stack, rate=produce_rate, stop=service.stopping, template=template
+            )
         )
     try:
         return await service.run()

@@ -62,6 +62,7 @@ def documented_commands() -> list[tuple[str, str]]:
 
 
 def fill(command: str) -> list[str]:
+    command = re.split(r" [>|] ", command, maxsplit=1)[0]  # a shell redirection or pipe
     command = re.sub(r"(\S+?)(\\\|\S+?)+(?=\s|$)", r"\1", command)  # a\|b -> a
     command = command.replace("[", "").replace("]", "")
     return [PLACEHOLDERS.get(word, word) for word in shlex.split(command)]
@@ -81,3 +82,15 @@ def test_documented_command_is_accepted(where: str, command: str) -> None:
         build_parser().parse_args(fill(command))
     except SystemExit as exit_:
         pytest.fail(f"{where}: `pumphouse {command}` is refused (exit {exit_.code})")
+
+
+def test_the_template_placeholders_are_documented_in_help_and_readme() -> None:
+    from pumphouse.cli import DEV_EPILOG
+
+    readme = (ROOT / "README.md").read_text()
+    for placeholder in ("{{seq}}", "{{choice:", "{{timestamp}}", "{{epoch_ms}}"):
+        assert placeholder in DEV_EPILOG
+        assert placeholder in readme
+    help_text = build_parser()._subparsers._group_actions[0].choices["dev"].format_help()  # type: ignore[union-attr]  # argparse keeps subparsers there
+    assert "--produce-template" in help_text and "{{choice:NEW|PAID}}" in help_text
+    assert "Dev:" in help_text and "--no-run" in help_text
