@@ -108,8 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument(
         "--skip-handler-check",
         action="store_true",
-        help="check the configuration and that each CodeUri exists, without importing the "
-        "handlers (for CI before the code is built)",
+        help="check the configuration file only, not the code it names (CodeUri, handler): "
+        "for CI before the code is built, or a configuration naming paths in an image",
     )
 
     dev = commands.add_parser(

@@ -2,7 +2,7 @@
 found before run time.
 
 :func:`preflight_problems` is what ``pumphouse validate`` adds to the schema and
-cross-field rules (``--skip-handler-check`` keeps only the ``CodeUri`` check), and what
+cross-field rules (``--skip-handler-check`` leaves it out), and what
 ``pumphouse run`` asks at start through :func:`check_functions` with its own runtime.
 Every problem is named by its path, like the other configuration problems::
 
@@ -54,7 +54,7 @@ async def preflight_problems(config: Config, *, handler_check: bool = True) -> l
     from pumphouse.runtime import Runtime
     from pumphouse.telemetry.metrics import Metrics
 
-    if not config.Functions:
+    if not config.Functions or not handler_check:
         return []
     specs = {name: fn.to_spec(name, config.Settings) for name, fn in config.Functions.items()}
     kwargs: dict[str, Any] = {}

@@ -78,14 +78,15 @@ async def check_function(
 ) -> list[FunctionProblem]:
     """The problems ``name``'s first invocation would meet, as ``(field, message)``.
 
-    ``handler_check=False`` checks only what needs no code to run (``CodeUri``): for CI
-    systems that validate a configuration before the code is built.
+    ``handler_check=False`` checks nothing of the code (neither ``CodeUri`` nor the
+    handler): for CI systems that validate a configuration before the code is built or
+    where it is not (a chart's configuration naming ``/var/task/...`` in an image).
     """
+    if not handler_check:
+        return []
     spec = runtime.functions[name]
     if not spec.code_uri.is_dir():
         what = "is not a directory" if spec.code_uri.exists() else "directory not found"
         return [("CodeUri", f"{what}: {spec.code_uri}")]
-    if not handler_check:
-        return []
     check = RUNTIME_CHECKS.get(runtime_family(spec.runtime))
     return [] if check is None else await check(runtime, spec)
