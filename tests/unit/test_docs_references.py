@@ -66,3 +66,12 @@ def test_the_behaviour_page_is_linked_from_the_readme_and_numbers_its_sections()
     assert "](docs/behaviour.md)" in (ROOT / "README.md").read_text()
     headings = re.findall(r"^## (\d)\. ", (ROOT / "docs" / "behaviour.md").read_text(), re.M)
     assert headings == ["1", "2", "3", "4", "5"]
+
+
+def test_every_parameter_the_behaviour_page_lists_is_one_the_configuration_takes() -> None:
+    from pumphouse.config import EventSourceMapping
+
+    section = (ROOT / "docs" / "behaviour.md").read_text().split("## 1.", 1)[1].split("## 2.")[0]
+    names = re.findall(r"^\| `([A-Za-z]+)", section, flags=re.M)
+    assert len(names) >= 20
+    assert sorted(set(names) - set(EventSourceMapping.model_fields)) == []
