@@ -188,3 +188,10 @@ async def test_run_starts_a_good_function_without_a_problem(tmp_path: Path) -> N
     finally:
         service.stopping.set()
         await service.shutdown()
+
+
+def test_the_example_configuration_is_valid_as_its_comment_says() -> None:
+    example = Path(__file__).resolve().parents[2] / "config" / "example.yaml"
+    assert "pumphouse validate -c config/example.yaml --skip-handler-check" in example.read_text()
+    result = pumphouse("validate", "-c", str(example), "--skip-handler-check")
+    assert result.returncode == 0, result.stderr
