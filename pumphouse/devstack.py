@@ -78,6 +78,28 @@ def _http_ok(url: str) -> bool:
         return False
 
 
+def installed_program(name: str) -> str | None:
+    """The program ``name`` installed beside this interpreter (the virtualenv's ``bin``,
+    where ``pip install 'pumphouse[local]'`` put it) if there is one, else from ``PATH``:
+    the quickstart runs the servers pumphouse was installed with, not another copy."""
+    beside = Path(sys.executable).parent / name
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which(name)
+
+
+def _program_output(*argv: str) -> str:
+    """The first line a program prints (``--version``), or ``""``."""
+    try:
+        done = subprocess.run(
+            argv, capture_output=True, text=True, timeout=10, check=False, stdin=subprocess.DEVNULL
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    lines = (done.stdout or done.stderr).strip().splitlines()
+    return lines[0] if lines else ""
+
+
 def _die_with_parent() -> None:
     """In the child before exec: SIGKILL it when the process that started it dies, even
     by SIGKILL, so no server outlives ``pumphouse dev`` or a killed test run (Linux)."""
@@ -125,6 +147,21 @@ class ManagedServer:
 
     def ready(self) -> bool:
         return _port_open(self.port)
+
+    def version(self) -> str:
+        """The server's version, as far as it can be told without starting it."""
+        return "unknown"
+
+    def program(self) -> str:
+        """The program that runs (its path)."""
+        return self.command()[0]
+
+    def describe(self) -> str:
+        """``moto 5.1.4 (/venv/bin/moto_server) on 127.0.0.1:4566, pid 1234``."""
+        return (
+            f"{self.name} {self.version()} ({self.program()}) on {LOOPBACK}:{self.port}, "
+            f"pid {self.pid}"
+        )
 
     startup_timeout: ClassVar[float] = 30.0
 
@@ -244,7 +281,7 @@ class RedisServer(ManagedServer):
         return f"redis://{LOOPBACK}:{self.port}/0"
 
     def command(self) -> list[str]:
-        binary = shutil.which("redis-server")
+        binary = installed_program("redis-server")
         if binary is None:
             raise ServerStartError(
                 "redis-server is not installed (Debian: apt-get install redis-server)"
@@ -265,6 +302,10 @@ class RedisServer(ManagedServer):
             str(self.workdir),
             *persistence,
         ]
+
+    def version(self) -> str:
+        line = _program_output(self.program(), "--version")  # Redis server v=7.0.15 sha=...
+        return next((w[2:] for w in line.split() if w.startswith("v=")), "unknown")
 
     def ready(self) -> bool:
         try:
@@ -294,10 +335,21 @@ class MotoServer(ManagedServer):
         return env
 
     def command(self) -> list[str]:
-        binary = shutil.which("moto_server") or str(Path(sys.executable).parent / "moto_server")
-        if not Path(binary).exists():
+        binary = installed_program("moto_server")
+        if binary is None:
             raise ServerStartError("moto_server is not installed (pip install 'pumphouse[local]')")
         return [binary, "-H", LOOPBACK, "-p", str(self.port)]
+
+    def version(self) -> str:
+        if Path(self.program()).parent != Path(sys.executable).parent:
+            return "(not pumphouse's own: version unknown)"
+        from importlib.metadata import PackageNotFoundError
+        from importlib.metadata import version as package_version
+
+        try:
+            return package_version("moto")
+        except PackageNotFoundError:
+            return "unknown"
 
     def ready(self) -> bool:
         return _port_open(self.port) and _http_ok(f"{self.url}/moto-api/")
@@ -336,7 +388,7 @@ class KinesisMock(ManagedServer):
         return f"http://{LOOPBACK}:{self.port}"
 
     def command(self) -> list[str]:
-        node = shutil.which("node")
+        node = installed_program("node")
         if node is None:
             raise ServerStartError("node is not installed (needed for kinesis-mock)")
         if kinesis_mock_dir() is None:
@@ -348,6 +400,21 @@ class KinesisMock(ManagedServer):
 
     def cwd(self) -> Path | None:
         return kinesis_mock_dir()
+
+    def program(self) -> str:
+        where = kinesis_mock_dir()
+        return str(where / "main.js") if where is not None else "kinesis-local (not installed)"
+
+    def version(self) -> str:
+        import json
+
+        where = kinesis_mock_dir()
+        try:
+            package = json.loads((where / "package.json").read_text()) if where else {}
+        except (OSError, ValueError):
+            package = {}
+        node = _program_output(self.command()[0], "--version")
+        return f"{package.get('version', 'unknown')} (node {node or 'unknown'})"
 
     def environment(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -417,6 +484,10 @@ class TansuBroker(ManagedServer):
         env = dict(os.environ)
         env.update(self.extra_env)
         return env
+
+    def version(self) -> str:
+        line = _program_output(self.program(), "--version")  # tansu 0.6.0
+        return line.split()[-1] if line else "unknown"
 
 
 @contextlib.contextmanager
@@ -767,8 +838,17 @@ def localize(config: Any, stack: DevStack, stream_arns: Mapping[str, str]) -> An
     return Config.model_validate(data, context={"base_dir": config.base_dir})
 
 
-def run_dev(config: Any, *, config_path: Path, produce_rate: float = 0.0, run: bool = True) -> int:
-    """``pumphouse dev``: servers, resources, then the service until Ctrl-C."""
+def run_dev(
+    config: Any,
+    *,
+    config_path: Path,
+    produce_rate: float = 0.0,
+    run: bool = True,
+    produce_template: Any = None,
+) -> int:
+    """``pumphouse dev``: servers, resources, then the service until Ctrl-C.
+    ``produce_template`` (a :class:`pumphouse.samples.RecordTemplate`) shapes the records
+    ``produce_rate`` sends."""
     import asyncio
 
     import structlog
@@ -782,6 +862,8 @@ def run_dev(config: Any, *, config_path: Path, produce_rate: float = 0.0, run: b
 
         redis_port = urlparse(str(config.Settings.StateStore)).port
     stack.start(redis_port=redis_port, account_id=str(config.Settings.AccountId))
+    for server in stack.servers:  # which servers serve this session, first of all
+        print(f"pumphouse dev: started {server.describe()}", file=sys.stderr, flush=True)
     env = stack.environment(str(config.Settings.Region))
     os.environ.update(env)
     log.info(
@@ -803,13 +885,15 @@ def run_dev(config: Any, *, config_path: Path, produce_rate: float = 0.0, run: b
         if not run:
             print(_json_text({"servers": {s.name: s.port for s in stack.servers}, "env": env}))
             return 0
-        return asyncio.run(_serve(local_config, stack, produce_rate))
+        return asyncio.run(_serve(local_config, stack, produce_rate, produce_template))
     finally:
         stack.stop()
         log.info("local servers stopped")
 
 
-async def _serve(config: Any, stack: DevStack, produce_rate: float) -> int:
+async def _serve(
+    config: Any, stack: DevStack, produce_rate: float, template: Any = None
+) -> int:
     import asyncio
 
     from pumphouse.service import Service
@@ -820,7 +904,9 @@ async def _serve(config: Any, stack: DevStack, produce_rate: float) -> int:
         from pumphouse.devproducer import produce_samples
 
         producer = asyncio.create_task(
-            produce_samples(config, stack, rate=produce_rate, stop=service.stopping)
+            produce_samples(
+                config, stack, rate=produce_rate, stop=service.stopping, template=template
+            )
         )
     try:
         return await service.run()

@@ -323,7 +323,10 @@ class Worker:
         else:
             _flush_stdio()
             import_ms = (time.perf_counter_ns() - start) / 1e6
-            self.frames.write(protocol.READY, orjson.dumps({"import_ms": import_ms}))
+            self.frames.write(
+                protocol.READY,
+                orjson.dumps({"import_ms": import_ms, "callable": callable(handler)}),
+            )
             return handler
         _log_error(error)
         _flush_stdio()

@@ -1,6 +1,6 @@
 """Per-source data fields: SQS bodies, Kinesis base64 data, DynamoDB typed values, Kafka.
 
-Records are shaped exactly as the handler receives them (ESM-SPEC section 2).
+Records are shaped exactly as the handler receives them (docs/behaviour.md §2).
 """
 
 from __future__ import annotations
