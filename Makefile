@@ -9,10 +9,11 @@ STAMP_TEST := $(VENV)/.installed-test
 STAMP_NODE := node_modules/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test lint lint-deploy bench system-deps schema clean
+.PHONY: run test lint lint-deploy bench run-deps system-deps lint-deps schema clean
 
 ## make run: install (venv + .[local]) and run the quickstart on local servers.
-run: $(STAMP_LOCAL) system-deps $(STAMP_NODE)
+## It needs only node (for kinesis-mock): the quickstart keeps its state in SQLite.
+run: $(STAMP_LOCAL) run-deps $(STAMP_NODE)
 	$(BIN)/pumphouse dev -c examples/quickstart.yaml --produce 5
 
 ## make test: install everything the suite uses, then lint, type-check and test.
@@ -26,7 +27,7 @@ lint: $(STAMP_TEST)
 	$(MAKE) lint-deploy
 
 ## lint-deploy: hadolint, Helm lint + render + Kubernetes schemas, promtool.
-lint-deploy: $(STAMP_TEST) system-deps
+lint-deploy: $(STAMP_TEST) lint-deps
 	$(BIN)/hadolint Dockerfile
 	$(BIN)/python deploy/helm/lint_chart.py
 	promtool check rules deploy/prometheus/alerts.yaml
@@ -46,15 +47,23 @@ $(STAMP_TEST): pyproject.toml $(VENV)/bin/python
 	$(PIP) install --quiet -e '.[local,test]'
 	touch $(STAMP_LOCAL) $@
 
-# Debian packages the servers and checks need (the machine is root; CI too).
-system-deps:
-	@missing=""; \
-	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
-	command -v node >/dev/null || missing="$$missing nodejs npm"; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:$$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+# Debian packages (the machine is root; CI too), each target only what its command needs.
+# run-deps: node, for kinesis-mock (`make run`).
+run-deps:
+	@if ! command -v node >/dev/null; then \
+	  echo "installing: nodejs npm"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; \
 	fi
+
+# system-deps: the servers the test suite starts (redis-server, node).
+system-deps: run-deps
+	@if ! command -v redis-server >/dev/null; then \
+	  echo "installing: redis-server"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	fi
+
+# lint-deps: promtool, for `make lint` (the alert rules).
+lint-deps:
 	@if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then \
 	  echo "installing: prometheus (promtool)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from pumphouse.pollers.filtering import SourceKind, compile_filter_criteria
+from pumphouse.patterns import SourceKind, compile_filter_criteria
 
 RECORDS = 2_000
 REPEATS = 7

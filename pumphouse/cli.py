@@ -54,26 +54,74 @@ def _add_config(parser: argparse.ArgumentParser, *, template: bool = False) -> N
         add_template_arguments(parser)
 
 
+DEV_EPILOG = """\
+sample records (--produce RATE):
+  without a template, an order: {"orderId": "order-000007", "customer": "customer-0",
+  "amount": 48.33, "status": "PAID", "createdAt": 1767225600.0}.
+  --produce-template FILE.json sends your own JSON document instead, with these
+  placeholders inside its strings:
+    {{seq}}                  the record's sequence number 0, 1, 2, ... (a number when it
+                             is the whole string)
+    {{choice:NEW|PAID}}      one of the values, picked at random per record
+    {{timestamp}}            the time of sending, ISO-8601 UTC
+    {{epoch_ms}}             the time of sending, epoch milliseconds (a number when it is
+                             the whole string)
+  e.g. {"orderId": "order-{{seq}}", "status": "{{choice:NEW|PAID}}", "at": "{{timestamp}}"}
+  Kinesis partition keys, Kafka keys and FIFO message groups are key-<seq mod 8>; a
+  DynamoDB item is keyed id (the template's own id, else item-<seq>).
+
+the Dev: section of the configuration (optional) names resources to create beyond
+those the mappings and destinations name:
+  Dev:
+    Queues:                       # SQS queue -> attributes
+      orders-dlq: {}
+      orders: {RedrivePolicy: {deadLetterTargetArn: "arn:...:orders-dlq", maxReceiveCount: 3}}
+    Streams: {clicks: 2}          # Kinesis stream -> shard count
+    Topics: {events: 3}           # Kafka topic -> partition count
+--no-run starts the servers and creates the resources, prints their ports and the
+environment to use them (JSON), and exits.
+"""
+
+
+def _add_global_options(parser: argparse.ArgumentParser, *, default: Any) -> None:
+    parser.add_argument(
+        "--log-format",
+        choices=("json", "console", "auto"),
+        default=default,
+        help="log output (default: Settings.LogFormat, else console on a terminal, JSON otherwise)",
+    )
+    parser.add_argument("--log-level", default=default, help="debug, info, warning, error")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pumphouse",
         description="Self-hosted AWS Lambda event source mappings.",
     )
     parser.add_argument("--version", action="version", version=f"pumphouse {__version__}")
-    parser.add_argument(
-        "--log-format",
-        choices=("json", "console", "auto"),
-        default=None,
-        help="log output (default: Settings.LogFormat, else console on a terminal, JSON otherwise)",
+    _add_global_options(parser, default=None)
+    # The global options are accepted after the command too (`pumphouse run -c f
+    # --log-level debug`); SUPPRESS keeps an absent one from hiding one given before.
+    global_options = argparse.ArgumentParser(add_help=False)
+    _add_global_options(global_options, default=argparse.SUPPRESS)
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_parser_with(global_options)
     )
-    parser.add_argument("--log-level", default=None, help="debug, info, warning, error")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="run the service")
     _add_config(run, template=True)
 
-    validate = commands.add_parser("validate", help="check a configuration and summarise it")
+    validate = commands.add_parser(
+        "validate",
+        help="check a configuration, and that each function's code loads, and summarise it",
+    )
     _add_config(validate, template=True)
+    validate.add_argument(
+        "--skip-handler-check",
+        action="store_true",
+        help="check the configuration file only, not the code it names (CodeUri, handler): "
+        "for CI before the code is built, or a configuration naming paths in an image",
+    )
 
     convert = commands.add_parser(
         "convert", help="print the configuration a SAM or CloudFormation template gives"
@@ -81,7 +129,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(convert, template=True)
 
     dev = commands.add_parser(
-        "dev", help="start local servers and the resources a configuration names, then run"
+        "dev",
+        help="start local servers and the resources a configuration names, then run",
+        description="Start local servers (moto, kinesis-mock, tansu, Redis when the state "
+        "store is a local redis:// URL), create the queues, streams, tables and topics the "
+        "configuration names (and those of its Dev: section), then run the service.",
+        epilog=DEV_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_config(dev, template=True)
     dev.add_argument(
@@ -94,9 +148,17 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument(
         "--produce",
         type=float,
-        default=0.0,
+        default=None,
         metavar="RATE",
-        help="also send RATE sample records per second to every source (0: none)",
+        help="also send RATE sample records per second to every source (0: none; "
+        "1 when only --produce-template is given)",
+    )
+    dev.add_argument(
+        "--produce-template",
+        type=Path,
+        default=None,
+        metavar="FILE.json",
+        help="the records --produce sends: a JSON document with placeholders (below)",
     )
     dev.add_argument(
         "--no-run", action="store_true", help="start servers and create resources only"
@@ -114,6 +176,22 @@ def build_parser() -> argparse.ArgumentParser:
     generate = events_commands.add_parser("generate", help="print a sample event of a source")
     generate.add_argument("source", choices=SOURCES)
     generate.add_argument("--records", type=int, default=1, help="records in the event")
+    generate.add_argument(
+        "--body",
+        metavar="JSON|@FILE",
+        help="each record's body: the SQS body, Kinesis data or Kafka value as written, or "
+        "the DynamoDB new image (a JSON object); @FILE reads it from a file",
+    )
+    generate.add_argument("--key", help="kafka: the record key")
+    generate.add_argument(
+        "--header", action="append", metavar="NAME=VALUE", help="kafka: a header (repeatable)"
+    )
+    generate.add_argument("--partition-key", help="kinesis: the partition key")
+    generate.add_argument(
+        "--old-image",
+        metavar="JSON|@FILE",
+        help="dynamodb: the old image (with --body: a MODIFY; alone: a REMOVE)",
+    )
 
     redrive = commands.add_parser(
         "redrive", help="move messages from an SQS dead-letter queue back to a queue"
@@ -130,6 +208,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--endpoint-url", default=None, help="SQS endpoint (default: SDK resolution)"
     )
     return parser
+
+
+def _parser_with(parent: argparse.ArgumentParser) -> type[argparse.ArgumentParser]:
+    """An ArgumentParser class whose instances (the subcommands, and theirs) all take
+    ``parent``'s options."""
+
+    class SubcommandParser(argparse.ArgumentParser):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["parents"] = [*kwargs.get("parents", []), parent]
+            super().__init__(*args, **kwargs)
+
+    return SubcommandParser
 
 
 def _load(path: Path) -> Config:
@@ -155,7 +245,18 @@ def _print_problems(err: ConfigError) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from pumphouse.config.preflight import preflight_problems
+
     config, conversion = _load_args(args)
+    problems = asyncio.run(
+        preflight_problems(config, handler_check=not args.skip_handler_check)
+    )
+    if problems:
+        if conversion is not None:
+            from pumphouse.template_cli import relocated_lines
+
+            raise ConfigError(relocated_lines(conversion, problems), source=conversion.source)
+        raise ConfigError(problems, source=str(args.config))
     rows: list[tuple[str, ...]] = [("FUNCTION", "HANDLER", "MEMORY", "TIMEOUT", "RESERVED")]
     for name, fn in config.Functions.items():
         reserved = fn.ReservedConcurrentExecutions
@@ -235,8 +336,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_dev(args: argparse.Namespace) -> int:
     from pumphouse.devstack import run_dev
+    from pumphouse.samples import RecordTemplate, TemplateError
 
     config, conversion = _load_args(args)
+    template = None
+    if args.produce_template is not None:
+        try:
+            template = RecordTemplate.load(args.produce_template)
+        except TemplateError as err:
+            print(f"pumphouse: {err}", file=sys.stderr)
+            return EXIT_CONFIG
+    rate = args.produce if args.produce is not None else (1.0 if template else 0.0)
     _configure_logging(args, config)
     prepare = None
     if conversion is not None:
@@ -248,8 +358,9 @@ def cmd_dev(args: argparse.Namespace) -> int:
     return run_dev(
         config,
         config_path=args.template or args.config,
-        produce_rate=args.produce,
+        produce_rate=rate,
         run=not args.no_run,
+        produce_template=template,
         endpoints_file=args.endpoints_file,
         prepare=prepare,
     )
@@ -293,15 +404,28 @@ def cmd_invoke(args: argparse.Namespace) -> int:
 
 
 def cmd_events(args: argparse.Namespace) -> int:
+    from pumphouse.samples import event_overrides, read_argument
     from pumphouse.testing import sample_event
 
-    event = sample_event(args.source, records=args.records)
+    try:
+        overrides = event_overrides(
+            args.source,
+            body=None if args.body is None else read_argument(args.body),
+            key=args.key,
+            headers=args.header,
+            partition_key=args.partition_key,
+            old_image=None if args.old_image is None else read_argument(args.old_image),
+        )
+    except ValueError as err:
+        print(f"pumphouse: {err}", file=sys.stderr)
+        return EXIT_CONFIG
+    event = sample_event(args.source, records=args.records, **overrides)
     sys.stdout.buffer.write(orjson.dumps(event, option=orjson.OPT_INDENT_2) + b"\n")
     return EXIT_OK
 
 
 def cmd_redrive(args: argparse.Namespace) -> int:
-    from pumphouse.pollers.sqs_redrive import redrive_main
+    from pumphouse.tools.redrive import redrive_main
 
     configure_logging(fmt=args.log_format or "auto", level=args.log_level or "warning")
     return redrive_main(args)

@@ -35,9 +35,12 @@ import urllib.request
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, ClassVar
+from typing import IO, TYPE_CHECKING, Any, ClassVar
 
 from pumphouse.errors import PumphouseError
+
+if TYPE_CHECKING:
+    from pumphouse.aws import AwsClients
 
 LOOPBACK = "127.0.0.1"
 
@@ -73,6 +76,28 @@ def _http_ok(url: str) -> bool:
             return 200 <= int(response.status) < 300
     except (urllib.error.URLError, OSError):
         return False
+
+
+def installed_program(name: str) -> str | None:
+    """The program ``name`` installed beside this interpreter (the virtualenv's ``bin``,
+    where ``pip install 'pumphouse[local]'`` put it) if there is one, else from ``PATH``:
+    the quickstart runs the servers pumphouse was installed with, not another copy."""
+    beside = Path(sys.executable).parent / name
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which(name)
+
+
+def _program_output(*argv: str) -> str:
+    """The first line a program prints (``--version``), or ``""``."""
+    try:
+        done = subprocess.run(
+            argv, capture_output=True, text=True, timeout=10, check=False, stdin=subprocess.DEVNULL
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    lines = (done.stdout or done.stderr).strip().splitlines()
+    return lines[0] if lines else ""
 
 
 def _die_with_parent() -> None:
@@ -122,6 +147,21 @@ class ManagedServer:
 
     def ready(self) -> bool:
         return _port_open(self.port)
+
+    def version(self) -> str:
+        """The server's version, as far as it can be told without starting it."""
+        return "unknown"
+
+    def program(self) -> str:
+        """The program that runs (its path)."""
+        return self.command()[0]
+
+    def describe(self) -> str:
+        """``moto 5.1.4 (/venv/bin/moto_server) on 127.0.0.1:4566, pid 1234``."""
+        return (
+            f"{self.name} {self.version()} ({self.program()}) on {LOOPBACK}:{self.port}, "
+            f"pid {self.pid}"
+        )
 
     startup_timeout: ClassVar[float] = 30.0
 
@@ -241,7 +281,7 @@ class RedisServer(ManagedServer):
         return f"redis://{LOOPBACK}:{self.port}/0"
 
     def command(self) -> list[str]:
-        binary = shutil.which("redis-server")
+        binary = installed_program("redis-server")
         if binary is None:
             raise ServerStartError(
                 "redis-server is not installed (Debian: apt-get install redis-server)"
@@ -262,6 +302,10 @@ class RedisServer(ManagedServer):
             str(self.workdir),
             *persistence,
         ]
+
+    def version(self) -> str:
+        line = _program_output(self.program(), "--version")  # Redis server v=7.0.15 sha=...
+        return next((w[2:] for w in line.split() if w.startswith("v=")), "unknown")
 
     def ready(self) -> bool:
         try:
@@ -291,10 +335,21 @@ class MotoServer(ManagedServer):
         return env
 
     def command(self) -> list[str]:
-        binary = shutil.which("moto_server") or str(Path(sys.executable).parent / "moto_server")
-        if not Path(binary).exists():
+        binary = installed_program("moto_server")
+        if binary is None:
             raise ServerStartError("moto_server is not installed (pip install 'pumphouse[local]')")
         return [binary, "-H", LOOPBACK, "-p", str(self.port)]
+
+    def version(self) -> str:
+        if Path(self.program()).parent != Path(sys.executable).parent:
+            return "(not pumphouse's own: version unknown)"
+        from importlib.metadata import PackageNotFoundError
+        from importlib.metadata import version as package_version
+
+        try:
+            return package_version("moto")
+        except PackageNotFoundError:
+            return "unknown"
 
     def ready(self) -> bool:
         return _port_open(self.port) and _http_ok(f"{self.url}/moto-api/")
@@ -333,7 +388,7 @@ class KinesisMock(ManagedServer):
         return f"http://{LOOPBACK}:{self.port}"
 
     def command(self) -> list[str]:
-        node = shutil.which("node")
+        node = installed_program("node")
         if node is None:
             raise ServerStartError("node is not installed (needed for kinesis-mock)")
         if kinesis_mock_dir() is None:
@@ -345,6 +400,21 @@ class KinesisMock(ManagedServer):
 
     def cwd(self) -> Path | None:
         return kinesis_mock_dir()
+
+    def program(self) -> str:
+        where = kinesis_mock_dir()
+        return str(where / "main.js") if where is not None else "kinesis-local (not installed)"
+
+    def version(self) -> str:
+        import json
+
+        where = kinesis_mock_dir()
+        try:
+            package = json.loads((where / "package.json").read_text()) if where else {}
+        except (OSError, ValueError):
+            package = {}
+        node = _program_output(self.command()[0], "--version")
+        return f"{package.get('version', 'unknown')} (node {node or 'unknown'})"
 
     def environment(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -414,6 +484,10 @@ class TansuBroker(ManagedServer):
         env = dict(os.environ)
         env.update(self.extra_env)
         return env
+
+    def version(self) -> str:
+        line = _program_output(self.program(), "--version")  # tansu 0.6.0
+        return line.split()[-1] if line else "unknown"
 
 
 @contextlib.contextmanager
@@ -487,7 +561,6 @@ def _arn_resource(arn: str) -> tuple[str, str]:
 def plan_for(config: Any) -> DevPlan:
     """Work out servers and resources from the mappings, destinations and ``Dev`` section."""
     plan = DevPlan()
-    dev = getattr(config, "Dev", None)
     msk = [m.label for m in config.EventSourceMappings if m.is_msk]
     if msk:
         from pumphouse.errors import ConfigError
@@ -501,63 +574,81 @@ def plan_for(config: Any) -> DevPlan:
             ]
         )
     for mapping in config.EventSourceMappings:
-        source = mapping.source_type.value
-        if source == "sqs":
-            plan.moto = True
-            plan.queues.setdefault(mapping.resource_name, {})
-        elif source == "kinesis":
-            plan.kinesis = True
-            plan.streams.setdefault(mapping.resource_name, 1)
-        elif source == "dynamodb":
-            plan.moto = True
-            plan.tables.setdefault(mapping.resource_name, {})
-        elif source == "kafka":
-            plan.kafka = True
-            plan.kafka_topics.setdefault(mapping.topic, 4)
+        _plan_source(plan, mapping)
         destination = mapping.on_failure_destination
         if destination:
-            if destination.startswith("kafka://"):
-                plan.kafka = True
-                plan.kafka_topics.setdefault(destination.removeprefix("kafka://"), 1)
-            else:
-                service, resource = _arn_resource(destination)
-                plan.moto = True
-                if service == "sqs":
-                    plan.queues.setdefault(resource, {})
-                elif service == "sns":
-                    plan.topics_sns.add(resource)
-                elif service == "s3":
-                    plan.buckets.add(resource)
+            _plan_destination(plan, destination)
+    dev = getattr(config, "Dev", None)
     if dev is not None:
-        for name, attributes in (dev.Queues or {}).items():
-            plan.moto = True
-            plan.queues[name] = {
-                k: (v if isinstance(v, str) else _json_text(v)) for k, v in attributes.items()
-            }
-            redrive = attributes.get("RedrivePolicy")
-            if isinstance(redrive, dict) and "deadLetterTargetArn" in redrive:
-                plan.queues.setdefault(_arn_resource(str(redrive["deadLetterTargetArn"]))[1], {})
-        for name, shards in (dev.Streams or {}).items():
-            plan.kinesis = True
-            plan.streams[name] = int(shards)
-        for name, partitions in (dev.Topics or {}).items():
-            plan.kafka = True
-            plan.kafka_topics[name] = int(partitions)
-        for name, table in (dev.Tables or {}).items():
-            plan.moto = True
-            plan.tables[name] = dict(table)
-        for topic in dev.SnsTopics or ():
-            plan.moto = True
-            plan.topics_sns.add(topic)
-        for bucket in dev.Buckets or ():
-            plan.moto = True
-            plan.buckets.add(bucket)
-        for name, secret in (dev.Secrets or {}).items():
-            plan.moto = True
-            plan.secrets[name] = secret
+        _plan_dev_resources(plan, dev)
     store = str(config.Settings.StateStore)
     plan.redis = store.startswith("redis") and not _redis_answers(store)
     return plan
+
+
+def _plan_source(plan: DevPlan, mapping: Any) -> None:
+    """The server and the queue, stream, table or topic a mapping reads."""
+    source = mapping.source_type.value
+    if source == "sqs":
+        plan.moto = True
+        plan.queues.setdefault(mapping.resource_name, {})
+    elif source == "kinesis":
+        plan.kinesis = True
+        plan.streams.setdefault(mapping.resource_name, 1)
+    elif source == "dynamodb":
+        plan.moto = True
+        plan.tables.setdefault(mapping.resource_name, {})
+    elif source == "kafka":
+        plan.kafka = True
+        plan.kafka_topics.setdefault(mapping.topic, 4)
+
+
+def _plan_destination(plan: DevPlan, destination: str) -> None:
+    """The server and the topic, queue or bucket an on-failure destination names."""
+    if destination.startswith("kafka://"):
+        plan.kafka = True
+        plan.kafka_topics.setdefault(destination.removeprefix("kafka://"), 1)
+        return
+    service, resource = _arn_resource(destination)
+    plan.moto = True
+    if service == "sqs":
+        plan.queues.setdefault(resource, {})
+    elif service == "sns":
+        plan.topics_sns.add(resource)
+    elif service == "s3":
+        plan.buckets.add(resource)
+
+
+def _plan_dev_resources(plan: DevPlan, dev: Any) -> None:
+    """The ``Dev`` section: queues with their attributes (and their dead-letter queues),
+    stream shard counts, topic partition counts, tables with their keys, SNS topics,
+    buckets and secrets."""
+    for name, attributes in (dev.Queues or {}).items():
+        plan.moto = True
+        plan.queues[name] = {
+            k: (v if isinstance(v, str) else _json_text(v)) for k, v in attributes.items()
+        }
+        redrive = attributes.get("RedrivePolicy")
+        if isinstance(redrive, dict) and "deadLetterTargetArn" in redrive:
+            plan.queues.setdefault(_arn_resource(str(redrive["deadLetterTargetArn"]))[1], {})
+    for name, shards in (dev.Streams or {}).items():
+        plan.kinesis = True
+        plan.streams[name] = int(shards)
+    for name, partitions in (dev.Topics or {}).items():
+        plan.kafka = True
+        plan.kafka_topics[name] = int(partitions)
+    for name, table in (dev.Tables or {}).items():
+        plan.moto = True
+        plan.tables[name] = dict(table)
+    for topic in dev.SnsTopics or ():
+        plan.moto = True
+        plan.topics_sns.add(topic)
+    for bucket in dev.Buckets or ():
+        plan.moto = True
+        plan.buckets.add(bucket)
+    for name, secret in (dev.Secrets or {}).items():
+        plan.moto = True
+        plan.secrets[name] = secret
 
 
 def _json_text(value: Any) -> str:
@@ -651,7 +742,7 @@ def write_endpoints_file(path: Path, endpoints: Mapping[str, str]) -> None:
 
 async def create_resources(config: Any, stack: DevStack) -> dict[str, str]:
     """Create what the plan names, if missing. Returns DynamoDB stream ARNs by table."""
-    from pumphouse.aws import AwsClients, error_code
+    from pumphouse.aws import AwsClients
 
     region = str(config.Settings.Region)
     endpoints = {
@@ -663,78 +754,111 @@ async def create_resources(config: Any, stack: DevStack) -> dict[str, str]:
         "SecretsManager": stack.moto.url if stack.moto else None,
     }
     clients = AwsClients(region=region, endpoints=endpoints)
-    stream_arns: dict[str, str] = {}
+    plan = stack.plan
     try:
-        plan = stack.plan
-        if plan.queues:
-            sqs = await clients.client("sqs")
-            # Dead-letter queues first, so a redrive policy can point at them.
-            ordered = sorted(plan.queues.items(), key=lambda kv: "RedrivePolicy" in kv[1])
-            for name, attributes in ordered:
-                attrs = dict(attributes)
-                if name.endswith(".fifo"):
-                    attrs.setdefault("FifoQueue", "true")
-                await sqs.create_queue(QueueName=name, Attributes=attrs)
-        if plan.topics_sns:
-            sns = await clients.client("sns")
-            for topic in plan.topics_sns:
-                await sns.create_topic(Name=topic)
-        if plan.buckets:
-            s3 = await clients.client("s3")
-            for bucket in plan.buckets:
-                kwargs: dict[str, Any] = {"Bucket": bucket}
-                if region != "us-east-1":
-                    kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
-                try:
-                    await s3.create_bucket(**kwargs)
-                except Exception as err:
-                    if "BucketAlready" not in str(err):
-                        raise
-        if plan.streams:
-            kinesis = await clients.client("kinesis")
-            existing = set((await kinesis.list_streams()).get("StreamNames", []))
-            for name, shards in plan.streams.items():
-                if name not in existing:
-                    await kinesis.create_stream(StreamName=name, ShardCount=shards)
-                    waiter = kinesis.get_waiter("stream_exists")
-                    await waiter.wait(
-                        StreamName=name, WaiterConfig={"Delay": 0.2, "MaxAttempts": 100}
-                    )
-        if plan.tables:
-            ddb = await clients.client("dynamodb")
-            existing = set((await ddb.list_tables()).get("TableNames", []))
-            for name, spec in plan.tables.items():
-                if name not in existing:
-                    key = spec.get("HashKey", "id")
-                    await ddb.create_table(
-                        TableName=name,
-                        KeySchema=spec.get(
-                            "KeySchema", [{"AttributeName": key, "KeyType": "HASH"}]
-                        ),
-                        AttributeDefinitions=spec.get(
-                            "AttributeDefinitions", [{"AttributeName": key, "AttributeType": "S"}]
-                        ),
-                        BillingMode="PAY_PER_REQUEST",
-                        StreamSpecification={
-                            "StreamEnabled": True,
-                            "StreamViewType": spec.get("StreamViewType", "NEW_AND_OLD_IMAGES"),
-                        },
-                    )
-                table = (await ddb.describe_table(TableName=name))["Table"]
-                stream_arns[name] = str(table["LatestStreamArn"])
-        if plan.secrets:
-            secretsmanager = await clients.client("secretsmanager")
-            for name, secret in plan.secrets.items():
-                try:
-                    await secretsmanager.create_secret(Name=name, SecretString=secret)
-                except Exception as err:
-                    if error_code(err) != "ResourceExistsException":
-                        raise
+        await _create_queues(clients, plan.queues)
+        await _create_sns_topics(clients, plan.topics_sns)
+        await _create_buckets(clients, plan.buckets, region=region)
+        await _create_streams(clients, plan.streams)
+        stream_arns = await _create_tables(clients, plan.tables)
+        await _create_secrets(clients, plan.secrets)
     finally:
         await clients.close()
     if stack.plan.kafka_topics and stack.tansu is not None:
         await create_kafka_topics(stack.tansu.bootstrap, stack.plan.kafka_topics)
     return stream_arns
+
+
+async def _create_queues(clients: AwsClients, queues: Mapping[str, Mapping[str, str]]) -> None:
+    if not queues:
+        return
+    sqs = await clients.client("sqs")
+    # Dead-letter queues first, so a redrive policy can point at them.
+    ordered = sorted(queues.items(), key=lambda kv: "RedrivePolicy" in kv[1])
+    for name, attributes in ordered:
+        attrs = dict(attributes)
+        if name.endswith(".fifo"):
+            attrs.setdefault("FifoQueue", "true")
+        await sqs.create_queue(QueueName=name, Attributes=attrs)
+
+
+async def _create_sns_topics(clients: AwsClients, topics: set[str]) -> None:
+    if not topics:
+        return
+    sns = await clients.client("sns")
+    for topic in topics:
+        await sns.create_topic(Name=topic)
+
+
+async def _create_buckets(clients: AwsClients, buckets: set[str], *, region: str) -> None:
+    if not buckets:
+        return
+    s3 = await clients.client("s3")
+    for bucket in buckets:
+        kwargs: dict[str, Any] = {"Bucket": bucket}
+        if region != "us-east-1":
+            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
+        try:
+            await s3.create_bucket(**kwargs)
+        except Exception as err:
+            if "BucketAlready" not in str(err):
+                raise
+
+
+async def _create_streams(clients: AwsClients, streams: Mapping[str, int]) -> None:
+    if not streams:
+        return
+    kinesis = await clients.client("kinesis")
+    existing = set((await kinesis.list_streams()).get("StreamNames", []))
+    for name, shards in streams.items():
+        if name not in existing:
+            await kinesis.create_stream(StreamName=name, ShardCount=shards)
+            waiter = kinesis.get_waiter("stream_exists")
+            await waiter.wait(StreamName=name, WaiterConfig={"Delay": 0.2, "MaxAttempts": 100})
+
+
+async def _create_tables(
+    clients: AwsClients, tables: Mapping[str, Mapping[str, Any]]
+) -> dict[str, str]:
+    """Tables with streams enabled (their ``KeySchema`` and ``AttributeDefinitions`` when
+    given, else a string hash key); returns their stream ARNs by table."""
+    stream_arns: dict[str, str] = {}
+    if not tables:
+        return stream_arns
+    ddb = await clients.client("dynamodb")
+    existing = set((await ddb.list_tables()).get("TableNames", []))
+    for name, spec in tables.items():
+        if name not in existing:
+            key = spec.get("HashKey", "id")
+            await ddb.create_table(
+                TableName=name,
+                KeySchema=spec.get("KeySchema", [{"AttributeName": key, "KeyType": "HASH"}]),
+                AttributeDefinitions=spec.get(
+                    "AttributeDefinitions", [{"AttributeName": key, "AttributeType": "S"}]
+                ),
+                BillingMode="PAY_PER_REQUEST",
+                StreamSpecification={
+                    "StreamEnabled": True,
+                    "StreamViewType": spec.get("StreamViewType", "NEW_AND_OLD_IMAGES"),
+                },
+            )
+        table = (await ddb.describe_table(TableName=name))["Table"]
+        stream_arns[name] = str(table["LatestStreamArn"])
+    return stream_arns
+
+
+async def _create_secrets(clients: AwsClients, secrets: Mapping[str, str]) -> None:
+    if not secrets:
+        return
+    from pumphouse.aws import error_code
+
+    manager = await clients.client("secretsmanager")
+    for name, secret in secrets.items():
+        try:
+            await manager.create_secret(Name=name, SecretString=secret)
+        except Exception as err:
+            if error_code(err) != "ResourceExistsException":
+                raise
 
 
 async def create_kafka_topics(bootstrap: str, topics: Mapping[str, int]) -> None:
@@ -785,14 +909,17 @@ def run_dev(
     config_path: Path,
     produce_rate: float = 0.0,
     run: bool = True,
+    produce_template: Any = None,
     endpoints_file: Path | None = None,
     prepare: Callable[[Any, Mapping[str, str]], Coroutine[Any, Any, Any]] | None = None,
 ) -> int:
     """``pumphouse dev``: servers, resources, then the service until Ctrl-C.
 
-    ``endpoints_file`` receives the servers' endpoints (:meth:`DevStack.endpoints`) once
-    the resources exist; ``prepare`` (given the configuration and those endpoints) may
-    return a changed configuration then (a template's secrets resolved)."""
+    ``produce_template`` (a :class:`pumphouse.samples.RecordTemplate`) shapes the records
+    ``produce_rate`` sends. ``endpoints_file`` receives the servers' endpoints
+    (:meth:`DevStack.endpoints`) once the resources exist; ``prepare`` (given the
+    configuration and those endpoints) may return a changed configuration then (a
+    template's secrets resolved)."""
     import asyncio
 
     import structlog
@@ -806,6 +933,8 @@ def run_dev(
 
         redis_port = urlparse(str(config.Settings.StateStore)).port
     stack.start(redis_port=redis_port, account_id=str(config.Settings.AccountId))
+    for server in stack.servers:  # which servers serve this session, first of all
+        print(f"pumphouse dev: started {server.describe()}", file=sys.stderr, flush=True)
     env = stack.environment(str(config.Settings.Region))
     os.environ.update(env)
     log.info(
@@ -831,13 +960,15 @@ def run_dev(
         if not run:
             print(_json_text({"servers": {s.name: s.port for s in stack.servers}, "env": env}))
             return 0
-        return asyncio.run(_serve(local_config, stack, produce_rate))
+        return asyncio.run(_serve(local_config, stack, produce_rate, produce_template))
     finally:
         stack.stop()
         log.info("local servers stopped")
 
 
-async def _serve(config: Any, stack: DevStack, produce_rate: float) -> int:
+async def _serve(
+    config: Any, stack: DevStack, produce_rate: float, template: Any = None
+) -> int:
     import asyncio
 
     from pumphouse.service import Service
@@ -848,7 +979,9 @@ async def _serve(config: Any, stack: DevStack, produce_rate: float) -> int:
         from pumphouse.devproducer import produce_samples
 
         producer = asyncio.create_task(
-            produce_samples(config, stack, rate=produce_rate, stop=service.stopping)
+            produce_samples(
+                config, stack, rate=produce_rate, stop=service.stopping, template=template
+            )
         )
     try:
         return await service.run()

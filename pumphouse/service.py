@@ -171,8 +171,12 @@ class Service:
         # process running many services one after another (tests) freezes only once.
         if not gc.get_freeze_count():
             gc.freeze()
+        function_problems = await self._check_functions()
         for mapping in self.config.EventSourceMappings:
             self._start_mapping(mapping, functions)
+            problems = function_problems.get(mapping.function_name)
+            if problems and mapping.Enabled:
+                self.statuses[mapping.uuid].problem("; ".join(problems))
         self.started.set()
         log.info(
             "started",
@@ -181,6 +185,19 @@ class Service:
             metrics_address=f"{self.http.host}:{self.http.port}",
             state_store=self.state.kind,
         )
+
+    async def _check_functions(self) -> dict[str, list[str]]:
+        """The start-up check of ``pumphouse validate`` for every function an enabled
+        mapping invokes: a handler that cannot load is each such mapping's problem from
+        the start (its mappings still run, and fail their batches as Lambda's would)."""
+        from pumphouse.config.preflight import check_functions
+
+        assert self.runtime is not None
+        names = sorted({m.function_name for m in self.config.EventSourceMappings if m.Enabled})
+        found = await check_functions(self.runtime, names)
+        for name, problems in found.items():
+            log.error("function cannot run", function=name, problems=problems)
+        return found
 
     def _start_mapping(self, mapping: EventSourceMapping, functions: dict[str, Any]) -> None:
         assert self.runtime is not None and self.state is not None and self.aws is not None

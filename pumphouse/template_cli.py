@@ -26,6 +26,7 @@ __all__ = [
     "conversion_from_args",
     "prepare_for_dev",
     "prepare_for_run",
+    "relocated_lines",
 ]
 
 
@@ -207,3 +208,21 @@ async def _read_stream_arns(data: dict[str, Any], clients: Any) -> None:
         if not latest:
             raise PumphouseError(f"DynamoDB table {table} has no stream")
         mapping["EventSourceArn"] = str(latest)
+
+
+def relocated_lines(conversion: Conversion, lines: Sequence[str]) -> list[str]:
+    """Problem lines ``Functions.<name>.<Field>: message`` (the run-time checks of
+    ``validate``) at the template path of the field."""
+    functions = conversion.data.get("Functions", {})
+    return [_relocated_line(conversion, functions, line) for line in lines]
+
+
+def _relocated_line(conversion: Conversion, functions: Mapping[str, Any], line: str) -> str:
+    from pumphouse.config.validation import format_path
+
+    for name in functions:
+        prefix = f"Functions.{name}."
+        field, sep, message = line.removeprefix(prefix).partition(": ")
+        if line.startswith(prefix) and sep and field.isidentifier():
+            return f"{format_path(conversion.relocate(('Functions', name, field)))}: {message}"
+    return line

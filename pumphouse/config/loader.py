@@ -248,56 +248,13 @@ class _Validation:
         for key in data:
             if key not in SECTIONS:
                 self.problems.append(((str(key),), unknown_key_message(key, list(SECTIONS))))
-        clean: dict[str, Any] = {}
-
-        settings_raw = data.get("Settings")
-        settings = Settings()
-        if settings_raw is not None:
-            clean["Settings"] = settings_raw
-            parsed, dropped = self._validate(Settings, settings_raw, ("Settings",))
-            if parsed is not None:
-                settings = parsed
-                self._add(settings_problems(parsed), ("Settings",), dropped)
-
-        functions_raw = data.get("Functions")
-        function_names: list[str] = []
-        if functions_raw is not None:
-            clean["Functions"] = functions_raw
-            if not isinstance(functions_raw, dict):
-                self.problems.append(
-                    (
-                        ("Functions",),
-                        "expected a mapping of function names to functions, got "
-                        + describe_value(functions_raw),
-                    )
-                )
-            else:
-                for name, raw in functions_raw.items():
-                    function_names.append(str(name))
-                    self._check_function(name, raw)
-
-        mappings_raw = data.get("EventSourceMappings")
-        parsed_mappings: list[tuple[int, EventSourceMapping]] = []
-        if mappings_raw is not None:
-            clean["EventSourceMappings"] = mappings_raw
-            if not isinstance(mappings_raw, list):
-                self.problems.append(
-                    (
-                        ("EventSourceMappings",),
-                        f"expected a list of mappings, got {describe_value(mappings_raw)}",
-                    )
-                )
-            else:
-                for index, raw in enumerate(mappings_raw):
-                    mapping = self._check_mapping(index, raw, settings)
-                    if mapping is not None:
-                        parsed_mappings.append((index, mapping))
-        self._add(cross_problems(function_names=function_names, mappings=parsed_mappings))
-
-        dev_raw = data.get("Dev")
-        if dev_raw is not None:
-            clean["Dev"] = dev_raw
-            self._validate(DevResources, dev_raw, ("Dev",))
+        clean = {key: data[key] for key in SECTIONS if data.get(key) is not None}
+        settings = self._check_settings(data.get("Settings"))
+        function_names = self._check_functions(data.get("Functions"))
+        mappings = self._check_mappings(data.get("EventSourceMappings"), settings)
+        self._add(cross_problems(function_names=function_names, mappings=mappings))
+        if data.get("Dev") is not None:
+            self._validate(DevResources, data["Dev"], ("Dev",))
 
         if self.problems:
             raise ConfigError(self._ordered(data), source=self.source)
@@ -314,6 +271,52 @@ class _Validation:
                 for line in rendered.splitlines()
             ]
             raise ConfigError(lines, source=self.source) from None
+
+    def _check_settings(self, raw: Any) -> Settings:
+        """The Settings section, or the defaults (to check the mappings against) when it
+        is absent or has problems."""
+        if raw is None:
+            return Settings()
+        parsed, dropped = self._validate(Settings, raw, ("Settings",))
+        if parsed is None:
+            return Settings()
+        self._add(settings_problems(parsed), ("Settings",), dropped)
+        return parsed
+
+    def _check_functions(self, raw: Any) -> list[str]:
+        """The Functions section; returns the function names it declares."""
+        if raw is None:
+            return []
+        if not isinstance(raw, dict):
+            self.problems.append(
+                (
+                    ("Functions",),
+                    "expected a mapping of function names to functions, got " + describe_value(raw),
+                )
+            )
+            return []
+        for name, function in raw.items():
+            self._check_function(name, function)
+        return [str(name) for name in raw]
+
+    def _check_mappings(self, raw: Any, settings: Settings) -> list[tuple[int, EventSourceMapping]]:
+        """The EventSourceMappings section; returns the mappings that parsed, by index."""
+        if raw is None:
+            return []
+        if not isinstance(raw, list):
+            self.problems.append(
+                (
+                    ("EventSourceMappings",),
+                    f"expected a list of mappings, got {describe_value(raw)}",
+                )
+            )
+            return []
+        parsed: list[tuple[int, EventSourceMapping]] = []
+        for index, item in enumerate(raw):
+            mapping = self._check_mapping(index, item, settings)
+            if mapping is not None:
+                parsed.append((index, mapping))
+        return parsed
 
     def _validate(self, model: type[_M], raw: Any, prefix: Loc) -> tuple[_M | None, frozenset[str]]:
         """Validate one part. On errors, record them and try again without the keys that

@@ -8,8 +8,9 @@ gets a "did you mean" hint from the fields of the model it was found in.
 from __future__ import annotations
 
 import types
+from collections.abc import Callable
 from enum import Enum
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import Annotated, Any, Final, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
@@ -21,7 +22,7 @@ __all__ = ["describe_value", "problems_from_validation_error", "unknown_key_mess
 _HINT_LIST_LIMIT = 12
 
 
-def describe_value(value: Any) -> str:
+def describe_value(value: Any) -> str:  # noqa: PLR0911 - one return per kind of YAML value
     """A value as the YAML user wrote it: ``'abc'``, ``20000``, ``true``, ``null``."""
     if value is None:
         return "null"
@@ -90,60 +91,102 @@ def _known_fields(root: type[BaseModel], loc: Loc) -> list[str]:
     return []
 
 
+class _Context(dict[str, Any]):
+    """An error's ``ctx`` for a message template: a value it lacks reads as None."""
+
+    def __missing__(self, key: str) -> None:
+        return None
+
+
+_TEMPLATES: Final[dict[str, str]] = {
+    "missing": "required but missing",
+    "less_than_equal": "{shown} is above the maximum {le}",
+    "greater_than_equal": "{shown} is below the minimum {ge}",
+    "greater_than": "{shown} must be greater than {gt}",
+    "less_than": "{shown} must be less than {lt}",
+    "int_parsing": "expected a whole number, got {shown}",
+    "int_type": "expected a whole number, got {shown}",
+    "int_from_float": "expected a whole number, got {shown}",
+    "float_parsing": "expected a number, got {shown}",
+    "float_type": "expected a number, got {shown}",
+    "finite_number": "expected a finite number, got {shown}",
+    "bool_parsing": "expected true or false, got {shown}",
+    "bool_type": "expected true or false, got {shown}",
+    "too_short": "needs at least {min_length} item(s), got {actual_length}",
+    "too_long": "has {actual_length} items, above the maximum {max_length}",
+    "list_type": "expected a list, got {shown}",
+    "dict_type": "expected a mapping, got {shown}",
+    "model_type": "expected a mapping, got {shown}",
+    "model_attributes_type": "expected a mapping, got {shown}",
+}
+"""pydantic error types whose message is the value and the error's ``ctx`` in a sentence."""
+
+
 def _message(error: ErrorDetails, root: type[BaseModel], loc: Loc) -> str:
     kind = error["type"]
-    value = error.get("input")
-    ctx: dict[str, Any] = dict(error.get("ctx") or {})
-    shown = describe_value(value)
-    if kind == "missing":
-        return "required but missing"
-    if kind == "extra_forbidden":
-        return unknown_key_message(loc[-1] if loc else "", _known_fields(root, loc[:-1]))
-    if kind == "less_than_equal":
-        return f"{shown} is above the maximum {ctx.get('le')}"
-    if kind == "greater_than_equal":
-        return f"{shown} is below the minimum {ctx.get('ge')}"
-    if kind == "greater_than":
-        return f"{shown} must be greater than {ctx.get('gt')}"
-    if kind == "less_than":
-        return f"{shown} must be less than {ctx.get('lt')}"
-    if kind in ("int_parsing", "int_type", "int_from_float"):
-        return f"expected a whole number, got {shown}"
-    if kind in ("float_parsing", "float_type"):
-        return f"expected a number, got {shown}"
-    if kind == "finite_number":
-        return f"expected a finite number, got {shown}"
-    if kind in ("bool_parsing", "bool_type"):
-        return f"expected true or false, got {shown}"
-    if kind == "string_type":
-        if isinstance(value, bool):
-            return f"expected a string, got {shown} (quote it: '{shown}')"
-        return f"expected a string, got {shown}"
-    if kind == "string_too_short":
-        least = ctx.get("min_length")
-        return "must not be empty" if least == 1 else f"must be at least {least} characters"
-    if kind == "string_too_long":
-        length = len(value) if isinstance(value, str) else "?"
-        return f"is {length} characters long, above the maximum {ctx.get('max_length')}"
-    if kind == "too_short":
-        return f"needs at least {ctx.get('min_length')} item(s), got {ctx.get('actual_length')}"
-    if kind == "too_long":
-        return f"has {ctx.get('actual_length')} items, above the maximum {ctx.get('max_length')}"
-    if kind == "enum":
-        message = f"{shown} is not one of {ctx.get('expected')}"
-        enum_type = _type_at(root, loc)
-        if isinstance(enum_type, type) and issubclass(enum_type, Enum) and isinstance(value, str):
-            hint = did_you_mean(value, [str(member.value) for member in enum_type])
-            if hint is not None:
-                message += f" (did you mean {hint!r}?)"
-        return message
-    if kind == "list_type":
-        return f"expected a list, got {shown}"
-    if kind in ("dict_type", "model_type", "model_attributes_type"):
-        return f"expected a mapping, got {shown}"
-    if kind in ("value_error", "assertion_error") and "error" in ctx:
-        return str(ctx["error"])
+    template = _TEMPLATES.get(kind)
+    if template is not None:
+        context = _Context(error.get("ctx") or {})
+        context["shown"] = describe_value(error.get("input"))
+        return template.format_map(context)
+    explain = _EXPLAINED.get(kind)
+    if explain is not None:
+        return explain(error, root, loc)
     return error["msg"]
+
+
+def _unknown_key(error: ErrorDetails, root: type[BaseModel], loc: Loc) -> str:
+    return unknown_key_message(loc[-1] if loc else "", _known_fields(root, loc[:-1]))
+
+
+def _not_a_string(error: ErrorDetails, root: type[BaseModel], loc: Loc) -> str:
+    value = error.get("input")
+    shown = describe_value(value)
+    if isinstance(value, bool):
+        return f"expected a string, got {shown} (quote it: '{shown}')"
+    return f"expected a string, got {shown}"
+
+
+def _string_too_short(error: ErrorDetails, root: type[BaseModel], loc: Loc) -> str:
+    least = (error.get("ctx") or {}).get("min_length")
+    return "must not be empty" if least == 1 else f"must be at least {least} characters"
+
+
+def _string_too_long(error: ErrorDetails, root: type[BaseModel], loc: Loc) -> str:
+    value = error.get("input")
+    length = len(value) if isinstance(value, str) else "?"
+    most = (error.get("ctx") or {}).get("max_length")
+    return f"is {length} characters long, above the maximum {most}"
+
+
+def _not_a_member(error: ErrorDetails, root: type[BaseModel], loc: Loc) -> str:
+    value = error.get("input")
+    expected = (error.get("ctx") or {}).get("expected")
+    message = f"{describe_value(value)} is not one of {expected}"
+    enum_type = _type_at(root, loc)
+    if isinstance(enum_type, type) and issubclass(enum_type, Enum) and isinstance(value, str):
+        hint = did_you_mean(value, [str(member.value) for member in enum_type])
+        if hint is not None:
+            message += f" (did you mean {hint!r}?)"
+    return message
+
+
+def _check_failed(error: ErrorDetails, root: type[BaseModel], loc: Loc) -> str:
+    """A check of ours raised: its own message says it best."""
+    ctx = error.get("ctx") or {}
+    return str(ctx["error"]) if "error" in ctx else error["msg"]
+
+
+_EXPLAINED: Final[dict[str, Callable[[ErrorDetails, type[BaseModel], Loc], str]]] = {
+    "extra_forbidden": _unknown_key,
+    "string_type": _not_a_string,
+    "string_too_short": _string_too_short,
+    "string_too_long": _string_too_long,
+    "enum": _not_a_member,
+    "value_error": _check_failed,
+    "assertion_error": _check_failed,
+}
+"""pydantic error types whose message needs more than a template."""
 
 
 def problems_from_validation_error(err: ValidationError, root: type[BaseModel]) -> list[Problem]:

@@ -14,6 +14,11 @@ every problem by its path, rather than by calling the constructors.
 
 All models are frozen. ``model_copy(update=...)`` skips validation: don't use it to change
 fields.
+
+The top-level models are defined here; their parts live beside: the base model and the
+shared field types in :mod:`pumphouse.config.fields`, the nested objects of ``Settings``
+in :mod:`pumphouse.config.settings_options`, a mapping's nested objects in
+:mod:`pumphouse.config.mapping_options`. Every name is also importable from here.
 """
 
 from __future__ import annotations
@@ -25,8 +30,6 @@ import time
 import uuid as uuid_module
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Final
 from urllib.parse import urlsplit
@@ -34,31 +37,78 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     PrivateAttr,
     ValidationInfo,
-    WithJsonSchema,
     model_validator,
 )
 
 from pumphouse.config import envvars
+from pumphouse.config.fields import (
+    ByteCount,
+    ConfigModel,
+    EndpointUrl,
+    EpochSeconds,
+    Float,
+    FunctionNameKey,
+    HostPort,
+    Int,
+    KafkaTopic,
+    Milliseconds,
+    PassedVariable,
+    PositiveSeconds,
+    RecordAge,
+    VariableName,
+    check_function_name,
+    check_url_port,
+    regex_check,
+)
+from pumphouse.config.mapping_options import (
+    AmazonManagedKafkaEventSourceConfig,
+    ConsumerGroupConfig,
+    DestinationConfig,
+    Filter,
+    FilterCriteria,
+    FunctionResponseType,
+    KafkaBootstrapEndpoints,
+    MetricName,
+    MetricsConfig,
+    OnFailure,
+    OnSuccess,
+    ScalingConfig,
+    SelfManagedEventSource,
+    SelfManagedKafkaEventSourceConfig,
+    SourceAccessConfiguration,
+    SourceAccessType,
+    StartingPosition,
+)
+from pumphouse.config.settings_options import (
+    DEFAULT_FETCH_MAX_WAIT_MS,
+    KafkaConsumerOverrides,
+    KafkaConsumerSettings,
+    KafkaSecurityProtocol,
+    LogFormat,
+    LogLevel,
+    ServiceEndpoints,
+)
 from pumphouse.config.sources import (
     Destination,
     DestinationType,
     EventSource,
     SourceType,
-    is_valid_topic,
-    parse_arn,
     parse_destination,
     parse_event_source_arn,
     parse_host_port,
 )
+from pumphouse.patterns import (
+    MAX_PATTERN_LENGTH,
+    FilterSet,
+    SourceKind,
+    compile_filter_criteria,
+)
 
 if TYPE_CHECKING:
-    from pumphouse.pollers.filtering import FilterSet
     from pumphouse.runtime import FunctionSpec
 
 __all__ = [
@@ -88,6 +138,33 @@ __all__ = [
     "SourceAccessType",
     "StartingPosition",
 ]
+# Defined in config.fields, config.settings_options, config.mapping_options and patterns,
+# and still importable from here, where they were defined before model.py was split.
+__all__ += [
+    "DEFAULT_FETCH_MAX_WAIT_MS",
+    "MAX_PATTERN_LENGTH",
+    "ByteCount",
+    "ConfigModel",
+    "ConsumerGroupConfig",
+    "EndpointUrl",
+    "EpochSeconds",
+    "Filter",
+    "Float",
+    "FunctionNameKey",
+    "HostPort",
+    "Int",
+    "KafkaBootstrapEndpoints",
+    "KafkaTopic",
+    "MetricName",
+    "Milliseconds",
+    "OnFailure",
+    "OnSuccess",
+    "PassedVariable",
+    "PositiveSeconds",
+    "RecordAge",
+    "VariableName",
+    "check_function_name",
+]
 
 DEFAULT_STATE_STORE: Final = "sqlite:///./.pumphouse/state.db"
 DEFAULT_REGION: Final = "us-east-1"
@@ -96,90 +173,17 @@ DEFAULT_ROLE_NAME: Final = "pumphouse"
 
 MAX_BATCH_SIZE: Final = 10000
 MAX_FILTERS_QUOTA: Final = 10
-MAX_PATTERN_LENGTH: Final = 4096
 
 UUID_NAMESPACE: Final = uuid_module.UUID("5d3c2f0e-8d4b-5a51-9a43-70756d70686f")
 """Namespace of the uuid5 derived for a mapping that has no configured ``UUID``."""
 
 
 # ---------------------------------------------------------------------------------------
-# Field types with their checks
-
-
-def _reject_bool(value: Any) -> Any:
-    # pydantic's lax mode reads true/false as 1/0 for numbers; YAML users mean otherwise.
-    if isinstance(value, bool):
-        raise ValueError(f"expected a number, got {str(value).lower()}")
-    return value
-
-
-Int = Annotated[int, BeforeValidator(_reject_bool)]
-Float = Annotated[float, BeforeValidator(_reject_bool), Field(allow_inf_nan=False)]
-
-
-def _regex_check(pattern: str, what: str) -> AfterValidator:
-    compiled = re.compile(pattern)
-
-    def check(value: str) -> str:
-        if not compiled.fullmatch(value):
-            raise ValueError(f"{value!r} is not {what}")
-        return value
-
-    return AfterValidator(check)
-
-
-_LAMBDA_RESERVED_VARIABLES: Final = frozenset(
-    {
-        "_HANDLER",
-        "_X_AMZN_TRACE_ID",
-        "AWS_DEFAULT_REGION",
-        "AWS_REGION",
-        "AWS_EXECUTION_ENV",
-        "AWS_LAMBDA_FUNCTION_NAME",
-        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
-        "AWS_LAMBDA_FUNCTION_VERSION",
-        "AWS_LAMBDA_INITIALIZATION_TYPE",
-        "AWS_LAMBDA_LOG_GROUP_NAME",
-        "AWS_LAMBDA_LOG_STREAM_NAME",
-        "AWS_LAMBDA_RUNTIME_API",
-        "LAMBDA_TASK_ROOT",
-        "LAMBDA_RUNTIME_DIR",
-    }
-)
-"""Variables the runtime sets itself (Lambda refuses them in ``Environment.Variables``).
-Credentials (``AWS_ACCESS_KEY_ID``, ...) are allowed: there is no execution role to take
-them from."""
-
-
-def _check_variable_name(name: str) -> str:
-    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name):
-        raise ValueError(
-            f"{name!r} is not a valid environment variable name (a letter, then letters, "
-            "digits or '_')"
-        )
-    if name in _LAMBDA_RESERVED_VARIABLES:
-        raise ValueError(f"{name} is reserved: the runtime sets it")
-    return name
-
-
-def _check_host_port(value: str) -> str:
-    parse_host_port(value)
-    return value
+# Checks of the fields defined here (the shared field types are in config.fields)
 
 
 def _check_listen_address(value: str) -> str:
     parse_host_port(value, allow_port_zero=True)  # port 0: any free port (tests)
-    return value
-
-
-def _check_endpoint_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{value!r} is not an http:// or https:// URL")
-    try:
-        _ = parts.port
-    except ValueError:
-        raise ValueError(f"{value!r} has an invalid port") from None
     return value
 
 
@@ -189,10 +193,7 @@ def _check_state_store(value: str) -> str:
         parts = urlsplit(value)
         if not value.startswith(f"{scheme}://") or not parts.hostname:
             raise ValueError(f"{value!r}: expected {scheme}://host[:port][/db]")
-        try:
-            _ = parts.port
-        except ValueError:
-            raise ValueError(f"{value!r} has an invalid port") from None
+        check_url_port(value, parts)
         return value
     if scheme == "sqlite":
         if not value.startswith("sqlite:///") or len(value) == len("sqlite:///"):
@@ -229,14 +230,6 @@ def _check_handler(value: str) -> str:
     return value
 
 
-def check_function_name(value: str) -> str:
-    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", value):
-        raise ValueError(
-            f"{value!r} is not a valid function name (1-64 letters, digits, '-' or '_')"
-        )
-    return value
-
-
 def _check_function_reference(value: str) -> str:
     if value.startswith("arn:"):
         _lambda_arn_name(value)
@@ -262,11 +255,6 @@ def _check_event_source_arn(value: str) -> str:
     return value
 
 
-def _check_destination(value: str) -> str:
-    parse_destination(value)
-    return value
-
-
 def _check_uuid(value: str) -> str:
     try:
         uuid_module.UUID(value)
@@ -275,126 +263,8 @@ def _check_uuid(value: str) -> str:
     return value
 
 
-def _check_topic(value: str) -> str:
-    if not is_valid_topic(value):
-        raise ValueError(
-            f"{value!r} is not a valid Kafka topic name (1-249 letters, digits, '.', '_' or '-')"
-        )
-    return value
-
-
-def _check_record_age(value: int) -> int:
-    if value != -1 and not 60 <= value <= 604800:
-        raise ValueError(f"{value} is not allowed: use -1 (no limit) or 60 to 604800 seconds")
-    return value
-
-
-def _check_access_uri(value: str) -> str:
-    if value.startswith("env:"):
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value[4:]):
-            raise ValueError(f"{value!r}: expected env:NAME with an environment variable name")
-        return value
-    if value.startswith("file:"):
-        if not value[5:]:
-            raise ValueError(f"{value!r}: expected file:/path/to/file")
-        return value
-    if value.startswith("arn:"):
-        arn = parse_arn(value)
-        if arn.service == "secretsmanager" and arn.resource.startswith("secret:"):
-            return value
-    raise ValueError(
-        f"{value!r}: expected env:NAME, file:/path or a Secrets Manager secret ARN "
-        "(arn:aws:secretsmanager:<region>:<account>:secret:<name>)"
-    )
-
-
-def _epoch_seconds(value: Any) -> Any:
-    if isinstance(value, bool):
-        raise ValueError(f"expected epoch seconds or an ISO-8601 time, got {value}")
-    if isinstance(value, datetime):
-        moment = value if value.tzinfo else value.replace(tzinfo=UTC)
-        return moment.timestamp()
-    if isinstance(value, date):
-        return datetime(value.year, value.month, value.day, tzinfo=UTC).timestamp()
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            pass
-        try:
-            parsed = datetime.fromisoformat(value.strip())
-        except ValueError:
-            raise ValueError(
-                f"{value!r} is neither epoch seconds nor an ISO-8601 time "
-                "(e.g. 2024-05-01T12:00:00Z)"
-            ) from None
-        return _epoch_seconds(parsed)
-    return value
-
-
-FunctionNameKey = Annotated[str, AfterValidator(check_function_name)]
-VariableName = Annotated[str, AfterValidator(_check_variable_name)]
-HostPort = Annotated[str, AfterValidator(_check_host_port)]
-EndpointUrl = Annotated[str, AfterValidator(_check_endpoint_url)]
-KafkaTopic = Annotated[str, AfterValidator(_check_topic)]
-PassedVariable = Annotated[
-    str, _regex_check(r"[A-Za-z_][A-Za-z0-9_]*\*?", "a variable name (or PREFIX*)")
-]
-Milliseconds = Annotated[Int, Field(ge=1)]
-ByteCount = Annotated[Int, Field(ge=1)]
-PositiveSeconds = Annotated[Float, Field(gt=0)]
-EpochSeconds = Annotated[
-    Float,
-    BeforeValidator(_epoch_seconds),
-    Field(ge=0),
-    WithJsonSchema(
-        {
-            "anyOf": [
-                {"type": "number", "minimum": 0},
-                {"type": "string", "format": "date-time"},
-            ],
-            "description": "Epoch seconds or an ISO-8601 time (UTC when no offset is given).",
-        }
-    ),
-]
-RecordAge = Annotated[
-    Int,
-    AfterValidator(_check_record_age),
-    WithJsonSchema(
-        {"anyOf": [{"const": -1}, {"type": "integer", "minimum": 60, "maximum": 604800}]}
-    ),
-]
-
-
-class ConfigModel(BaseModel):
-    """Base of every configuration model: frozen, no unknown keys, numbers accepted where
-    a string is expected (YAML reads ``Topics: [2024]`` as a number)."""
-
-    model_config = ConfigDict(
-        frozen=True,
-        extra="forbid",
-        use_attribute_docstrings=True,
-        coerce_numbers_to_str=True,
-        revalidate_instances="always",
-    )
-
-
 # ---------------------------------------------------------------------------------------
 # Settings
-
-
-class LogLevel(StrEnum):
-    DEBUG = "DEBUG"
-    INFO = "INFO"
-    WARNING = "WARNING"
-    ERROR = "ERROR"
-    CRITICAL = "CRITICAL"
-
-
-class LogFormat(StrEnum):
-    JSON = "json"
-    CONSOLE = "console"
-    AUTO = "auto"
 
 
 _LogLevel = LogLevel  # aliases: Settings has fields of the same names
@@ -409,108 +279,6 @@ def _lower(value: Any) -> Any:
     return value.lower() if isinstance(value, str) else value
 
 
-class ServiceEndpoints(ConfigModel):
-    """Endpoint URLs of AWS-compatible services. A service not set here follows the AWS
-    SDK's own resolution (``AWS_ENDPOINT_URL_SQS``, ``AWS_ENDPOINT_URL``, ..., then AWS)."""
-
-    Sqs: EndpointUrl | None = None
-    """SQS (sources and on-failure destinations)."""
-    Kinesis: EndpointUrl | None = None
-    DynamoDB: EndpointUrl | None = None
-    DynamoDBStreams: EndpointUrl | None = None
-    Sns: EndpointUrl | None = None
-    """SNS on-failure destinations."""
-    S3: EndpointUrl | None = None
-    """S3 on-failure destinations."""
-    SecretsManager: EndpointUrl | None = None
-    """Secrets named in ``SourceAccessConfigurations``."""
-    Kafka: EndpointUrl | None = None
-    """The Amazon MSK API (finds the bootstrap brokers of an MSK cluster ARN)."""
-
-
-class KafkaSecurityProtocol(StrEnum):
-    """How a Kafka client talks to the brokers (Kafka's ``security.protocol``)."""
-
-    PLAINTEXT = "PLAINTEXT"
-    SSL = "SSL"
-    SASL_PLAINTEXT = "SASL_PLAINTEXT"
-    SASL_SSL = "SASL_SSL"
-
-
-#: FetchMaxWaitMs when not configured: the wait pumphouse always used (aiokafka: 500).
-DEFAULT_FETCH_MAX_WAIT_MS: Final = 100
-
-
-class KafkaConsumerSettings(ConfigModel):
-    """Kafka consumer settings; the defaults are aiokafka's unless a field says otherwise."""
-
-    SessionTimeoutMs: Milliseconds = 10000
-    RebalanceTimeoutMs: Milliseconds | None = None
-    """Default: aiokafka's (the session timeout)."""
-    HeartbeatIntervalMs: Milliseconds = 3000
-    """Must be lower than SessionTimeoutMs (Kafka advises at most a third of it)."""
-    MaxPollIntervalMs: Milliseconds = 300000
-    FetchMaxBytes: ByteCount = 52428800
-    MaxPartitionFetchBytes: ByteCount = 1048576
-    ClientId: Annotated[str, Field(min_length=1, max_length=255)] | None = None
-    """Default: aiokafka's (``aiokafka-<version>``)."""
-    RequestTimeoutMs: Milliseconds = 40000
-    FetchMaxWaitMs: Milliseconds = DEFAULT_FETCH_MAX_WAIT_MS
-    """pumphouse extension: how long the broker may hold a fetch that has no data yet.
-    Default 100 (aiokafka's is 500): some brokers (tansu, the broker of ``pumphouse dev``)
-    answer a waiting fetch only when its wait runs out, so the wait bounds the delivery
-    latency there. Must be lower than RequestTimeoutMs (the fetch request would time out)."""
-    SecurityProtocol: KafkaSecurityProtocol | None = None
-    """pumphouse extension: ``PLAINTEXT``, ``SSL``, ``SASL_PLAINTEXT`` or ``SASL_SSL``.
-    Default: follows ``SourceAccessConfigurations`` as in Lambda (a SASL entry →
-    ``SASL_SSL``, only TLS entries → ``SSL``, none → ``PLAINTEXT``). ``SASL_PLAINTEXT``
-    sends SASL over an unencrypted connection (Lambda always uses TLS with SASL): for
-    plaintext listeners inside a private network only."""
-
-    def merged(self, overrides: KafkaConsumerOverrides | None) -> KafkaConsumerSettings:
-        """These settings with a mapping's overrides applied."""
-        if overrides is None:
-            return self
-        changes = {k: v for k, v in overrides.model_dump().items() if v is not None}
-        if not changes:
-            return self
-        return KafkaConsumerSettings.model_validate({**self.model_dump(), **changes})
-
-    def aiokafka_options(self) -> dict[str, Any]:
-        """Keyword arguments for ``aiokafka.AIOKafkaConsumer`` (unset ones left out).
-
-        Not here: ``FetchMaxWaitMs`` (consumer only; the poller passes it) and
-        ``SecurityProtocol`` (it needs the resolved secrets: ``build_security``)."""
-        options: dict[str, Any] = {
-            "session_timeout_ms": self.SessionTimeoutMs,
-            "rebalance_timeout_ms": self.RebalanceTimeoutMs,
-            "heartbeat_interval_ms": self.HeartbeatIntervalMs,
-            "max_poll_interval_ms": self.MaxPollIntervalMs,
-            "fetch_max_bytes": self.FetchMaxBytes,
-            "max_partition_fetch_bytes": self.MaxPartitionFetchBytes,
-            "client_id": self.ClientId,
-            "request_timeout_ms": self.RequestTimeoutMs,
-        }
-        return {k: v for k, v in options.items() if v is not None}
-
-
-class KafkaConsumerOverrides(ConfigModel):
-    """Per-mapping overrides of ``Settings.Kafka`` (a pumphouse extension)."""
-
-    SessionTimeoutMs: Milliseconds | None = None
-    RebalanceTimeoutMs: Milliseconds | None = None
-    HeartbeatIntervalMs: Milliseconds | None = None
-    MaxPollIntervalMs: Milliseconds | None = None
-    FetchMaxBytes: ByteCount | None = None
-    MaxPartitionFetchBytes: ByteCount | None = None
-    ClientId: Annotated[str, Field(min_length=1, max_length=255)] | None = None
-    RequestTimeoutMs: Milliseconds | None = None
-    FetchMaxWaitMs: Milliseconds | None = None
-    """How long the broker may hold a fetch that has no data yet (see ``Settings.Kafka``)."""
-    SecurityProtocol: KafkaSecurityProtocol | None = None
-    """``PLAINTEXT``, ``SSL``, ``SASL_PLAINTEXT`` or ``SASL_SSL`` (see ``Settings.Kafka``)."""
-
-
 class Settings(ConfigModel):
     """Service-wide settings. Every one is optional."""
 
@@ -520,12 +288,12 @@ class Settings(ConfigModel):
     The default is a SQLite file under the working directory."""
     MaxConcurrency: Annotated[Int, Field(ge=1)] | None = None
     """Concurrent invocations over all functions. Default: 4 times the number of CPUs."""
-    Region: Annotated[str, _regex_check(r"[a-z0-9]+(-[a-z0-9]+)*", "a region name")] = (
+    Region: Annotated[str, regex_check(r"[a-z0-9]+(-[a-z0-9]+)*", "a region name")] = (
         DEFAULT_REGION
     )
     """The region reported to functions and used for AWS clients."""
     AccountId: Annotated[
-        str, BeforeValidator(_check_account_id), _regex_check(r"\d{12}", "a 12-digit account id")
+        str, BeforeValidator(_check_account_id), regex_check(r"\d{12}", "a 12-digit account id")
     ] = DEFAULT_ACCOUNT_ID
     """The account in the ARNs pumphouse builds (function ARNs, default role)."""
     MetricsAddress: Annotated[str, AfterValidator(_check_listen_address)] = "0.0.0.0:9400"
@@ -612,7 +380,7 @@ class Function(ConfigModel):
     """``module.function``, as in Lambda (``app.handler``, ``package/module.handler``)."""
     CodeUri: Annotated[str, Field(min_length=1)] = "."
     """Directory holding the handler's code, relative to the configuration file."""
-    Runtime: Annotated[str, _regex_check(r"python3\.\d{1,2}", "a Python runtime (python3.X)")] = (
+    Runtime: Annotated[str, regex_check(r"python3\.\d{1,2}", "a Python runtime (python3.X)")] = (
         "python3.11"
     )
     MemorySize: Annotated[Int, Field(ge=128, le=10240)] = 128
@@ -629,7 +397,7 @@ class Function(ConfigModel):
     Role: (
         Annotated[
             str,
-            _regex_check(r"arn:aws(-[a-z]+)*:iam::\d{12}:role/[\w+=,.@/-]{1,512}", "a role ARN"),
+            regex_check(r"arn:aws(-[a-z]+)*:iam::\d{12}:role/[\w+=,.@/-]{1,512}", "a role ARN"),
         ]
         | None
     ) = None
@@ -685,103 +453,7 @@ class Function(ConfigModel):
 # Event source mappings
 
 
-class StartingPosition(StrEnum):
-    TRIM_HORIZON = "TRIM_HORIZON"
-    LATEST = "LATEST"
-    AT_TIMESTAMP = "AT_TIMESTAMP"
-
-
-class FunctionResponseType(StrEnum):
-    REPORT_BATCH_ITEM_FAILURES = "ReportBatchItemFailures"
-
-
-class SourceAccessType(StrEnum):
-    BASIC_AUTH = "BASIC_AUTH"
-    SASL_SCRAM_256_AUTH = "SASL_SCRAM_256_AUTH"
-    SASL_SCRAM_512_AUTH = "SASL_SCRAM_512_AUTH"
-    CLIENT_CERTIFICATE_TLS_AUTH = "CLIENT_CERTIFICATE_TLS_AUTH"
-    SERVER_ROOT_CA_CERTIFICATE = "SERVER_ROOT_CA_CERTIFICATE"
-
-
-class MetricName(StrEnum):
-    EVENT_COUNT = "EventCount"
-    ERROR_COUNT = "ErrorCount"
-    KAFKA_METRICS = "KafkaMetrics"
-
-
-class KafkaBootstrapEndpoints(ConfigModel):
-    KAFKA_BOOTSTRAP_SERVERS: Annotated[list[HostPort], Field(min_length=1, max_length=10)]
-    """1 to 10 brokers as ``host:port``."""
-
-
-class SelfManagedEventSource(ConfigModel):
-    """A Kafka cluster that is not Amazon MSK."""
-
-    Endpoints: KafkaBootstrapEndpoints
-
-
-class Filter(ConfigModel):
-    Pattern: Annotated[str, Field(min_length=1, max_length=MAX_PATTERN_LENGTH)]
-    """A filter pattern: a JSON object as a string."""
-
-
-class FilterCriteria(ConfigModel):
-    Filters: list[Filter] = []
-    """Records matching any filter are processed; the others are dropped (and
-    acknowledged)."""
-
-
-class OnFailure(ConfigModel):
-    Destination: Annotated[str, AfterValidator(_check_destination)] | None = None
-    """An SQS queue, SNS topic or S3 bucket ARN, or ``kafka://<topic>`` (Kafka sources)."""
-
-
-class OnSuccess(ConfigModel):
-    Destination: str | None = None
-
-
-_OnFailure = OnFailure  # DestinationConfig has fields of the same names
-_OnSuccess = OnSuccess
-
-
-class DestinationConfig(ConfigModel):
-    OnFailure: _OnFailure | None = None
-    OnSuccess: _OnSuccess | None = None
-    """Not supported for event source mappings (refused)."""
-
-
-class ScalingConfig(ConfigModel):
-    MaximumConcurrency: Annotated[Int, Field(ge=2, le=1000)] | None = None
-    """Most concurrent invocations for this SQS mapping (2-1000)."""
-
-
-class ConsumerGroupConfig(ConfigModel):
-    ConsumerGroupId: Annotated[str, Field(min_length=1, max_length=200)] | None = None
-    """The Kafka consumer group (default: the mapping's UUID)."""
-
-
-class AmazonManagedKafkaEventSourceConfig(ConsumerGroupConfig):
-    pass
-
-
-class SelfManagedKafkaEventSourceConfig(ConsumerGroupConfig):
-    pass
-
-
-class SourceAccessConfiguration(ConfigModel):
-    Type: SourceAccessType
-    URI: Annotated[str, AfterValidator(_check_access_uri)]
-    """Where the credential is: ``env:NAME``, ``file:/path`` (a relative path starts at
-    the configuration file's directory: ``Config.resolve_path``) or a Secrets Manager
-    secret ARN."""
-
-
-class MetricsConfig(ConfigModel):
-    Metrics: list[MetricName] = []
-    """Accepted for compatibility; pumphouse always exports its metrics."""
-
-
-# Aliases: EventSourceMapping and DestinationConfig have fields named like these classes.
+# Aliases: EventSourceMapping has fields named like these classes.
 _StartingPosition = StartingPosition
 _SelfManagedEventSource = SelfManagedEventSource
 _FilterCriteria = FilterCriteria
@@ -809,8 +481,6 @@ class _MappingContext:
 
 @functools.lru_cache(maxsize=256)
 def _compile_filters(patterns: tuple[str, ...], source: str) -> FilterSet:
-    from pumphouse.pollers.filtering import SourceKind, compile_filter_criteria
-
     return compile_filter_criteria(
         patterns, source=SourceKind(source), max_filters=max(len(patterns), 1)
     )

@@ -33,7 +33,7 @@ __all__ = [
 
 
 class SourceType(StrEnum):
-    """The kind of event source a mapping reads. Values match the filtering module's
+    """The kind of event source a mapping reads. Values match the pattern language's
     ``SourceKind`` and are used as the ``source`` metric label."""
 
     SQS = "sqs"

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final
 
-from pumphouse.config.sources import DestinationType, SourceType
-from pumphouse.pollers.filtering import FilterPatternError, SourceKind, compile_filter_criteria
+from pumphouse.config.sources import Destination, DestinationType, SourceType
+from pumphouse.patterns import FilterPatternError, SourceKind, compile_filter_criteria
 
 if TYPE_CHECKING:
     from pumphouse.config.model import (
@@ -156,8 +157,8 @@ def function_problems(function: Function) -> list[Problem]:
 
 
 def check_filter_pattern(pattern: str, source: SourceType) -> str | None:
-    """Why ``pattern`` is not a valid filter pattern for ``source`` (the filtering
-    module's own "Invalid filter pattern definition. ..." message), or None."""
+    """Why ``pattern`` is not a valid filter pattern for ``source`` (the pattern
+    language's own "Invalid filter pattern definition. ..." message), or None."""
     try:
         compile_filter_criteria([pattern], source=SourceKind(source.value), max_filters=1)
     except FilterPatternError as err:
@@ -168,174 +169,251 @@ def check_filter_pattern(pattern: str, source: SourceType) -> str | None:
 def mapping_problems(
     mapping: EventSourceMapping, *, settings: Settings, now: float
 ) -> list[Problem]:
-    """Every cross-field problem of one mapping."""
-    m = mapping
-    problems: list[Problem] = []
+    """Every cross-field problem of one mapping: its source first (without one, nothing
+    else can be checked), then each family of rules in the order of the AWS API."""
+    source_problem = _event_source_problem(mapping)
+    if source_problem is not None:
+        return [source_problem]
+    return [
+        *_batching_problems(mapping),
+        *_starting_position_problems(mapping, now=now),
+        *_retry_problems(mapping),
+        *_destination_problems(mapping),
+        *_source_only_problems(mapping),
+        *_kafka_mapping_problems(mapping, settings=settings),
+        *_filter_problems(mapping, settings=settings),
+    ]
 
-    def problem(loc: str | Loc, message: str) -> None:
-        problems.append(((loc,) if isinstance(loc, str) else loc, message))
 
+def _unsupported(mapping: EventSourceMapping, fields: Iterable[str], message: str) -> list[Problem]:
+    """``message`` for each of ``fields`` the mapping sets."""
+    return [((field,), message) for field in fields if getattr(mapping, field) is not None]
+
+
+def _event_source_problem(m: EventSourceMapping) -> Problem | None:
+    """Exactly one of EventSourceArn and SelfManagedEventSource."""
     if m.EventSourceArn is not None and m.SelfManagedEventSource is not None:
-        problem(
-            "SelfManagedEventSource",
+        return (
+            ("SelfManagedEventSource",),
             "set either EventSourceArn or SelfManagedEventSource, not both",
         )
-        return problems
     if m.EventSourceArn is None and m.SelfManagedEventSource is None:
-        problem(
+        return (
             (),
             "no event source: set EventSourceArn (SQS, Kinesis, DynamoDB Streams, Amazon "
             "MSK) or SelfManagedEventSource (Kafka)",
         )
-        return problems
+    return None
 
-    source = m.source_type
-    name = SOURCE_NAMES[source]
-    sqs = source is SourceType.SQS
-    kafka = source is SourceType.KAFKA
-    stream = source in (SourceType.KINESIS, SourceType.DYNAMODB)
 
-    # Batching
+def _batching_problems(m: EventSourceMapping) -> list[Problem]:
+    """SQS: FIFO queues take at most 10 messages and no window; a standard queue needs a
+    window of at least 1 second above 10 messages."""
     window = m.MaximumBatchingWindowInSeconds
+    problems: list[Problem] = []
     if m.is_fifo:
         if m.BatchSize is not None and m.BatchSize > 10:
-            problem("BatchSize", f"{m.BatchSize} is above the maximum 10 for an SQS FIFO queue")
+            problems.append(
+                (("BatchSize",), f"{m.BatchSize} is above the maximum 10 for an SQS FIFO queue")
+            )
         if window:
-            problem("MaximumBatchingWindowInSeconds", "not supported for SQS FIFO queues")
-    elif sqs and m.batch_size > 10 and (window is None or window < 1):
+            problems.append(
+                (("MaximumBatchingWindowInSeconds",), "not supported for SQS FIFO queues")
+            )
+    elif m.source_type is SourceType.SQS and m.batch_size > 10 and (window is None or window < 1):
         message = SQS_BATCH_WINDOW_MESSAGE
         if window:
             message += " (pumphouse requires at least 1 second)"
-        problem("MaximumBatchingWindowInSeconds", message)
+        problems.append((("MaximumBatchingWindowInSeconds",), message))
+    return problems
 
-    # Where to start
+
+def _starting_position_problems(m: EventSourceMapping, *, now: float) -> list[Problem]:
+    """Streams and Kafka need a StartingPosition; SQS has none."""
+    source = m.source_type
+    if source is SourceType.SQS:
+        return _unsupported(
+            m,
+            ("StartingPosition", "StartingPositionTimestamp"),
+            "not supported for SQS (a queue has no position to start from)",
+        )
+    problems: list[Problem] = []
     position = m.StartingPosition
     timestamp = m.StartingPositionTimestamp
-    if sqs:
-        for field in ("StartingPosition", "StartingPositionTimestamp"):
-            if getattr(m, field) is not None:
-                problem(field, "not supported for SQS (a queue has no position to start from)")
-    else:
-        if position is None:
-            choices = (
-                "TRIM_HORIZON or LATEST"
-                if source is SourceType.DYNAMODB
-                else "TRIM_HORIZON, LATEST or AT_TIMESTAMP"
-            )
-            problem("StartingPosition", f"required for {name}: {choices}")
-        elif position == "AT_TIMESTAMP":
-            if source is SourceType.DYNAMODB:
-                problem(
-                    "StartingPosition",
+    if position is None:
+        choices = (
+            "TRIM_HORIZON or LATEST"
+            if source is SourceType.DYNAMODB
+            else "TRIM_HORIZON, LATEST or AT_TIMESTAMP"
+        )
+        problems.append((("StartingPosition",), f"required for {SOURCE_NAMES[source]}: {choices}"))
+    elif position == "AT_TIMESTAMP":
+        if source is SourceType.DYNAMODB:
+            problems.append(
+                (
+                    ("StartingPosition",),
                     "AT_TIMESTAMP is not supported for DynamoDB Streams (use TRIM_HORIZON or "
                     "LATEST)",
                 )
-            elif timestamp is None:
-                problem(
-                    "StartingPositionTimestamp", "required when StartingPosition is AT_TIMESTAMP"
+            )
+        elif timestamp is None:
+            problems.append(
+                (
+                    ("StartingPositionTimestamp",),
+                    "required when StartingPosition is AT_TIMESTAMP",
                 )
-        if timestamp is not None:
-            if position != "AT_TIMESTAMP":
-                problem("StartingPositionTimestamp", "only used with StartingPosition AT_TIMESTAMP")
-            elif timestamp > now:
-                when = datetime.fromtimestamp(timestamp, tz=UTC).isoformat()
-                problem("StartingPositionTimestamp", f"{when} is in the future")
+            )
+    if timestamp is not None:
+        if position != "AT_TIMESTAMP":
+            problems.append(
+                (("StartingPositionTimestamp",), "only used with StartingPosition AT_TIMESTAMP")
+            )
+        elif timestamp > now:
+            when = datetime.fromtimestamp(timestamp, tz=UTC).isoformat()
+            problems.append((("StartingPositionTimestamp",), f"{when} is in the future"))
+    return problems
 
-    # Error handling: streams and Kafka
+
+def _retry_problems(m: EventSourceMapping) -> list[Problem]:
+    """Retries, bisection and record age are stream and Kafka settings; an SQS message
+    is retried by its queue."""
+    if m.source_type is not SourceType.SQS:
+        return []
+    return _unsupported(
+        m,
+        ("BisectBatchOnFunctionError", "MaximumRetryAttempts", "MaximumRecordAgeInSeconds"),
+        "not supported for SQS: a failed message returns to the queue after its "
+        "visibility timeout (limit retries with the queue's RedrivePolicy)",
+    )
+
+
+def _destination_problems(m: EventSourceMapping) -> list[Problem]:
+    """On-failure destinations (where the source has them); no on-success destination."""
+    problems: list[Problem] = []
     destination = m.on_failure
-    if sqs:
-        for field in (
-            "BisectBatchOnFunctionError",
-            "MaximumRetryAttempts",
-            "MaximumRecordAgeInSeconds",
-        ):
-            if getattr(m, field) is not None:
-                problem(
-                    field,
-                    "not supported for SQS: a failed message returns to the queue after its "
-                    "visibility timeout (limit retries with the queue's RedrivePolicy)",
-                )
-        if destination is not None:
-            problem(
-                "DestinationConfig",
+    if destination is not None:
+        problems += _on_failure_problems(m, destination)
+    if m.DestinationConfig is not None and m.DestinationConfig.OnSuccess is not None:
+        problems.append(
+            (
+                ("DestinationConfig", "OnSuccess"),
+                "not supported: event source mappings have on-failure destinations only",
+            )
+        )
+    return problems
+
+
+def _on_failure_problems(m: EventSourceMapping, destination: Destination) -> list[Problem]:
+    """None for SQS (its queue's own DLQ), ``kafka://`` for Kafka only and never the
+    source topic, no FIFO queue for DynamoDB Streams."""
+    source = m.source_type
+    if source is SourceType.SQS:
+        return [
+            (
+                ("DestinationConfig",),
                 "not supported for SQS: failed messages go to the queue's own dead-letter "
                 "queue (RedrivePolicy)",
             )
-    elif destination is not None:
-        where: Loc = ("DestinationConfig", "OnFailure", "Destination")
-        if destination.destination_type is DestinationType.KAFKA:
-            if not kafka:
-                problem(where, "kafka:// destinations are only supported for Kafka sources")
-            elif destination.topic == m.topic:
-                problem(
+        ]
+    problems: list[Problem] = []
+    where: Loc = ("DestinationConfig", "OnFailure", "Destination")
+    if destination.destination_type is DestinationType.KAFKA:
+        if source is not SourceType.KAFKA:
+            problems.append((where, "kafka:// destinations are only supported for Kafka sources"))
+        elif destination.topic == m.topic:
+            problems.append(
+                (
                     where,
                     f"must not be the source topic {m.topic!r} (failed records would be "
                     "read again)",
                 )
-        if source is SourceType.DYNAMODB and destination.is_fifo:
-            problem(where, "FIFO destinations are not supported for DynamoDB Streams")
-    if m.DestinationConfig is not None and m.DestinationConfig.OnSuccess is not None:
-        problem(
-            ("DestinationConfig", "OnSuccess"),
-            "not supported: event source mappings have on-failure destinations only",
+            )
+    if source is SourceType.DYNAMODB and destination.is_fifo:
+        problems.append((where, "FIFO destinations are not supported for DynamoDB Streams"))
+    return problems
+
+
+def _source_only_problems(m: EventSourceMapping) -> list[Problem]:
+    """Parameters of one kind of source set on another."""
+    source = m.source_type
+    name = SOURCE_NAMES[source]
+    problems: list[Problem] = []
+    if source not in (SourceType.KINESIS, SourceType.DYNAMODB):
+        problems += _unsupported(
+            m,
+            ("ParallelizationFactor", "TumblingWindowInSeconds"),
+            f"only supported for Kinesis and DynamoDB Streams, not {name}",
         )
+    if source is not SourceType.SQS and m.ScalingConfig is not None:
+        problems.append((("ScalingConfig",), f"only supported for SQS, not {name}"))
+    return problems
 
-    # Stream-only and SQS-only parameters
-    if not stream:
-        for field in ("ParallelizationFactor", "TumblingWindowInSeconds"):
-            if getattr(m, field) is not None:
-                problem(field, f"only supported for Kinesis and DynamoDB Streams, not {name}")
-    if not sqs and m.ScalingConfig is not None:
-        problem("ScalingConfig", f"only supported for SQS, not {name}")
 
-    # Kafka
-    if kafka:
-        if m.Topics is None:
-            problem("Topics", "required for Kafka: exactly one topic")
-        elif len(m.Topics) != 1:
-            problem("Topics", f"{len(m.Topics)} topics given; a Kafka mapping reads exactly one")
-        if m.AmazonManagedKafkaEventSourceConfig is not None and not m.is_msk:
-            problem(
+def _kafka_mapping_problems(m: EventSourceMapping, *, settings: Settings) -> list[Problem]:
+    """Kafka: one topic, the event source config that fits the cluster, authentication,
+    the consumer settings and the security protocol. Other sources: no Kafka fields."""
+    if m.source_type is not SourceType.KAFKA:
+        return _unsupported(
+            m,
+            (
+                "Topics",
                 "AmazonManagedKafkaEventSourceConfig",
+                "SelfManagedKafkaEventSourceConfig",
+                "SourceAccessConfigurations",
+                "Kafka",
+            ),
+            f"only supported for Kafka sources, not {SOURCE_NAMES[m.source_type]}",
+        )
+    problems: list[Problem] = []
+    if m.Topics is None:
+        problems.append((("Topics",), "required for Kafka: exactly one topic"))
+    elif len(m.Topics) != 1:
+        problems.append(
+            (("Topics",), f"{len(m.Topics)} topics given; a Kafka mapping reads exactly one")
+        )
+    if m.AmazonManagedKafkaEventSourceConfig is not None and not m.is_msk:
+        problems.append(
+            (
+                ("AmazonManagedKafkaEventSourceConfig",),
                 "only for Amazon MSK sources; use SelfManagedKafkaEventSourceConfig",
             )
-        if m.SelfManagedKafkaEventSourceConfig is not None and m.is_msk:
-            problem(
-                "SelfManagedKafkaEventSourceConfig",
+        )
+    if m.SelfManagedKafkaEventSourceConfig is not None and m.is_msk:
+        problems.append(
+            (
+                ("SelfManagedKafkaEventSourceConfig",),
                 "only for SelfManagedEventSource; use AmazonManagedKafkaEventSourceConfig "
                 "for Amazon MSK",
             )
-        problems.extend(_access_problems(m))
-        if m.Kafka is not None:
-            touched = m.Kafka.model_dump(exclude_none=True).keys()
-            merged = m.kafka_consumer_settings(settings)
-            problems.extend(
-                (("Kafka", *loc), msg) for loc, msg in _kafka_problems(merged, touched=touched)
-            )
-        problems.extend(_protocol_problems(m, settings))
-    else:
-        for field in (
-            "Topics",
-            "AmazonManagedKafkaEventSourceConfig",
-            "SelfManagedKafkaEventSourceConfig",
-            "SourceAccessConfigurations",
-            "Kafka",
-        ):
-            if getattr(m, field) is not None:
-                problem(field, f"only supported for Kafka sources, not {name}")
+        )
+    problems += _access_problems(m)
+    if m.Kafka is not None:
+        touched = m.Kafka.model_dump(exclude_none=True).keys()
+        merged = m.kafka_consumer_settings(settings)
+        problems += [
+            (("Kafka", *loc), msg) for loc, msg in _kafka_problems(merged, touched=touched)
+        ]
+    problems += _protocol_problems(m, settings)
+    return problems
 
-    # Filters
+
+def _filter_problems(m: EventSourceMapping, *, settings: Settings) -> list[Problem]:
+    """At most ``Settings.MaxFiltersPerMapping`` filters, each a valid pattern."""
     patterns = m.filter_patterns
     most = settings.MaxFiltersPerMapping
+    problems: list[Problem] = []
     if len(patterns) > most:
-        problem(
-            ("FilterCriteria", "Filters"),
-            f"{len(patterns)} filters is above the maximum {most} (Settings.MaxFiltersPerMapping)",
+        problems.append(
+            (
+                ("FilterCriteria", "Filters"),
+                f"{len(patterns)} filters is above the maximum {most} "
+                "(Settings.MaxFiltersPerMapping)",
+            )
         )
     for index, pattern in enumerate(patterns):
-        error = check_filter_pattern(pattern, source)
+        error = check_filter_pattern(pattern, m.source_type)
         if error is not None:
-            problem(("FilterCriteria", "Filters", index, "Pattern"), error)
+            problems.append((("FilterCriteria", "Filters", index, "Pattern"), error))
     return problems
 
 
@@ -375,69 +453,75 @@ def _protocol_problems(mapping: EventSourceMapping, settings: Settings) -> list[
     if protocol is None:
         return []
     name = protocol.value
-    sasl_protocol = name in ("SASL_PLAINTEXT", "SASL_SSL")
-    tls_protocol = name in ("SSL", "SASL_SSL")
+    blame = _ProtocolBlame(protocol=name, own=own is not None)
     entries = [(i, e.Type.value) for i, e in enumerate(mapping.SourceAccessConfigurations or ())]
-    sasl = [(i, kind) for i, kind in entries if kind in _SASL_TYPES]
-    tls = [(i, kind) for i, kind in entries if kind in _TLS_TYPES]
     problems: list[Problem] = []
-    here: Loc = ("Kafka", "SecurityProtocol")
-    inherited = f"Settings.Kafka.SecurityProtocol is {name}"
-
-    if sasl_protocol and not sasl:
-        wanted = f"a SASL entry in SourceAccessConfigurations ({', '.join(_SASL_TYPES)})"
-        if own is not None:
-            problems.append((here, f"{name} needs {wanted}"))
-        else:
-            problems.append(
-                (
-                    ("SourceAccessConfigurations",),
-                    f"{inherited}, which needs {wanted}; or set this mapping's "
-                    "Kafka.SecurityProtocol",
-                )
-            )
-    if not sasl_protocol:
-        for index, kind in sasl:
-            if own is not None:
-                problems.append(
-                    (
-                        here,
-                        f"{name} sends no SASL credentials, but SourceAccessConfigurations"
-                        f"[{index}] is {kind} (use SASL_SSL or SASL_PLAINTEXT)",
-                    )
-                )
-            else:
-                problems.append(
-                    (
-                        ("SourceAccessConfigurations", index, "Type"),
-                        f"{kind} needs SecurityProtocol SASL_SSL or SASL_PLAINTEXT, but "
-                        f"{inherited}",
-                    )
-                )
-    if not tls_protocol:
-        for index, kind in tls:
-            if own is not None:
-                problems.append(
-                    (
-                        here,
-                        f"{name} does not use TLS, but SourceAccessConfigurations[{index}] is "
-                        f"{kind} (use SSL or SASL_SSL)",
-                    )
-                )
-            else:
-                problems.append(
-                    (
-                        ("SourceAccessConfigurations", index, "Type"),
-                        f"{kind} needs SecurityProtocol SSL or SASL_SSL, but {inherited}",
-                    )
-                )
+    if name in ("SASL_PLAINTEXT", "SASL_SSL"):
+        if not any(kind in _SASL_TYPES for _, kind in entries):
+            problems.append(blame.missing_sasl())
+    else:
+        problems += [blame.unused_sasl(i, kind) for i, kind in entries if kind in _SASL_TYPES]
+    if name not in ("SSL", "SASL_SSL"):
+        problems += [blame.unused_tls(i, kind) for i, kind in entries if kind in _TLS_TYPES]
     if name == "SASL_PLAINTEXT" and mapping.is_msk:
-        message = "Amazon MSK offers SASL only over TLS (use SASL_SSL)"
-        if own is not None:
-            problems.append((here, message))
-        else:
-            problems.append((("EventSourceArn",), f"{message}, but {inherited}"))
+        problems.append(blame.msk_without_tls())
     return problems
+
+
+@dataclass(frozen=True, kw_only=True)
+class _ProtocolBlame:
+    """Where a SecurityProtocol mismatch is reported: at the mapping's own
+    ``Kafka.SecurityProtocol`` (``own``), or, when it inherits
+    ``Settings.Kafka.SecurityProtocol``, at the mapping's part that does not fit it."""
+
+    protocol: str
+    own: bool
+
+    @property
+    def inherited(self) -> str:
+        return f"Settings.Kafka.SecurityProtocol is {self.protocol}"
+
+    def missing_sasl(self) -> Problem:
+        wanted = f"a SASL entry in SourceAccessConfigurations ({', '.join(_SASL_TYPES)})"
+        if self.own:
+            return (_OWN_PROTOCOL, f"{self.protocol} needs {wanted}")
+        return (
+            ("SourceAccessConfigurations",),
+            f"{self.inherited}, which needs {wanted}; or set this mapping's Kafka.SecurityProtocol",
+        )
+
+    def unused_sasl(self, index: int, kind: str) -> Problem:
+        if self.own:
+            return (
+                _OWN_PROTOCOL,
+                f"{self.protocol} sends no SASL credentials, but SourceAccessConfigurations"
+                f"[{index}] is {kind} (use SASL_SSL or SASL_PLAINTEXT)",
+            )
+        return (
+            ("SourceAccessConfigurations", index, "Type"),
+            f"{kind} needs SecurityProtocol SASL_SSL or SASL_PLAINTEXT, but {self.inherited}",
+        )
+
+    def unused_tls(self, index: int, kind: str) -> Problem:
+        if self.own:
+            return (
+                _OWN_PROTOCOL,
+                f"{self.protocol} does not use TLS, but SourceAccessConfigurations[{index}] is "
+                f"{kind} (use SSL or SASL_SSL)",
+            )
+        return (
+            ("SourceAccessConfigurations", index, "Type"),
+            f"{kind} needs SecurityProtocol SSL or SASL_SSL, but {self.inherited}",
+        )
+
+    def msk_without_tls(self) -> Problem:
+        message = "Amazon MSK offers SASL only over TLS (use SASL_SSL)"
+        if self.own:
+            return (_OWN_PROTOCOL, message)
+        return (("EventSourceArn",), f"{message}, but {self.inherited}")
+
+
+_OWN_PROTOCOL: Final[Loc] = ("Kafka", "SecurityProtocol")
 
 
 # ---------------------------------------------------------------------------------------

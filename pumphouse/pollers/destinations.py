@@ -3,7 +3,7 @@
 When the error policy gives records up (retries exhausted, records too old, a Kafka
 record too large to invoke), Lambda sends a JSON *failure record* describing them —
 not the records themselves — to the mapping's ``DestinationConfig.OnFailure``. The
-builders here produce that record exactly (ESM-SPEC §3)::
+builders here produce that record exactly (docs/behaviour.md §3)::
 
     {"requestContext": {"requestId": "c9b8...", "functionArn": "arn:aws:lambda:...:function:f",
                         "condition": "RetryAttemptsExhausted", "approximateInvokeCount": 2},

@@ -1,7 +1,7 @@
 """Kafka records in Lambda's shape, serialized once, fast.
 
 Pure functions, no I/O. The Kafka poller turns every consumed record into its *fragment*:
-the JSON bytes of the record exactly as the handler receives it (ESM-SPEC §2)::
+the JSON bytes of the record exactly as the handler receives it (docs/behaviour.md §2)::
 
     {"topic":"orders","partition":0,"offset":15,"timestamp":1545084650987,
      "timestampType":"CREATE_TIME","key":"a2V5","value":"SGVsbG8=",

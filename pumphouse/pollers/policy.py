@@ -5,7 +5,7 @@ a failure record, mark records finished, read the clock, sleep), so this module 
 I/O and reads no clock. Tests drive it with plain async functions.
 
 :func:`process_ordered_batch` takes one batch of one shard / lane / partition, in read
-order, and applies ESM-SPEC §3 until every record is *finished* — succeeded, or given up
+order, and applies docs/behaviour.md §3 until every record is *finished* — succeeded, or given up
 on (and its failure record delivered) — or until the poller is stopping.
 
 Rules

@@ -1,4 +1,4 @@
-"""Reading a handler's response for ``ReportBatchItemFailures`` (ESM-SPEC §3).
+"""Reading a handler's response for ``ReportBatchItemFailures`` (docs/behaviour.md §3).
 
 Pure logic. Only consulted when the mapping's ``FunctionResponseTypes`` holds
 ``ReportBatchItemFailures``; without it, any response of a successful invocation is a

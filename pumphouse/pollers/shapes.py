@@ -1,4 +1,4 @@
-"""The exact Lambda record shapes (ESM-SPEC §2), built from source-native data.
+"""The exact Lambda record shapes (docs/behaviour.md §2), built from source-native data.
 
 The single place these shapes are defined: pollers build every record with these
 functions, and ``pumphouse.testing.sample_event`` builds its samples with them too. Pure

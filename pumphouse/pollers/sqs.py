@@ -1,7 +1,7 @@
 """The SQS event source: standard and FIFO queues, the way Lambda's SQS pollers behave.
 
 This is the only module that talks to SQS for a mapping (the redrive tool lives in
-:mod:`pumphouse.pollers.sqs_redrive`). Semantics: ESM-SPEC §1-§4.
+:mod:`pumphouse.tools.redrive`). Semantics: docs/behaviour.md §1-§4.
 
 The pipeline of one mapping
 ---------------------------
@@ -40,7 +40,7 @@ success                         every message of the batch
 error, timeout, crash, OOM      nothing: the messages come back after the visibility
                                 timeout; the queue's RedrivePolicy moves them to its
                                 DLQ after ``maxReceiveCount``
-ReportBatchItemFailures         every message not reported (ESM-SPEC §3 matrix, read by
+ReportBatchItemFailures         every message not reported (docs/behaviour.md §3 matrix, read by
                                 :func:`~pumphouse.pollers.responses.
                                 parse_batch_item_failures`); an unusable response is a
                                 whole failure

@@ -191,8 +191,8 @@ from pumphouse.pollers.responses import stream_item_id
 from pumphouse.state import Checkpoint, Lease, LeaseInfo, retry_state
 
 if TYPE_CHECKING:
+    from pumphouse.patterns import FilterSet
     from pumphouse.pollers.base import MappingContext
-    from pumphouse.pollers.filtering import FilterSet
 
 log = structlog.get_logger("pumphouse.streams")
 

@@ -39,7 +39,7 @@ import structlog
 from pumphouse.errors import PumphouseError
 from pumphouse.runtime.environment import DEFAULT_PASS_ENVIRONMENT, import_roots
 from pumphouse.runtime.pool import WorkerPool
-from pumphouse.runtime.process import FunctionLogLine, LogSink, MemoryWatchdog
+from pumphouse.runtime.process import FunctionLogLine, InitReport, LogSink, MemoryWatchdog
 from pumphouse.runtime.protocol import MAX_REQUEST_BYTES
 from pumphouse.runtime.result import InvocationResult, service_error
 from pumphouse.runtime.slots import CallerSlots, RuntimeStopped, Slot, SlotScheduler
@@ -50,9 +50,31 @@ log = structlog.get_logger(__name__)
 _function_log = structlog.get_logger("pumphouse.function")
 
 
+_LAMBDA_LEVELS = (
+    ("[ERROR]", "error"),
+    ("[CRITICAL]", "critical"),
+    ("[WARNING]", "warning"),
+    ("[WARN]", "warning"),
+    ("[DEBUG]", "debug"),
+)
+"""Level prefixes of Lambda's log lines (the runtime's ``[ERROR]`` line for a failed
+init or invocation, and the root handler's ``[LEVEL]\\ttimestamp\\t...`` lines)."""
+
+
+def function_log_level(message: str) -> str:
+    """The log level of a line the function wrote: its Lambda ``[LEVEL]`` prefix, else
+    info (``print`` output)."""
+    if message.startswith("["):
+        for prefix, level in _LAMBDA_LEVELS:
+            if message.startswith(prefix):
+                return level
+    return "info"
+
+
 def structlog_sink(line: FunctionLogLine) -> None:
-    """The default log sink: one structlog event per line the function wrote."""
-    _function_log.info(
+    """The default log sink: one structlog event per line the function wrote, at the
+    level its Lambda prefix names (``[ERROR] Runtime.ImportModuleError: ...`` at error)."""
+    getattr(_function_log, function_log_level(line.message))(
         line.message,
         function=line.function,
         request_id=line.request_id,
@@ -162,6 +184,15 @@ class Runtime:
         next invocation loads its code afresh (after the code was fixed)."""
         self._pool(function).reset()
 
+    def init_timeout(self, function: str) -> float:
+        """Seconds ``function``'s init phase may take."""
+        return self._pool(function).init_timeout
+
+    async def check_init(self, function: str) -> InitReport:
+        """Run ``function``'s init phase once in a short-lived worker (see
+        :meth:`WorkerPool.check_init`); :mod:`pumphouse.runtime.preflight` reads it."""
+        return await self._pool(function).check_init()
+
     def _pool(self, function: str) -> WorkerPool:
         try:
             return self._pools[function]
@@ -242,18 +273,13 @@ class Runtime:
                 memory_size_mb=memory,
             ))
         started = time.perf_counter()
-        if isinstance(event, bytes):
-            body = event
-        elif isinstance(event, bytearray | memoryview):
-            body = bytes(event)
-        else:
-            try:
-                body = orjson.dumps(event)
-            except TypeError as err:
-                return pool.report(service_error(
-                    request_id, "InvalidRequestContentException",
-                    f"Could not serialize the event: {err}", memory_size_mb=memory,
-                ))
+        try:
+            body = _request_body(event)
+        except TypeError as err:
+            return pool.report(service_error(
+                request_id, "InvalidRequestContentException",
+                f"Could not serialize the event: {err}", memory_size_mb=memory,
+            ))
         serialize_ms = (time.perf_counter() - started) * 1000.0
         if len(body) > MAX_REQUEST_BYTES:
             return pool.report(service_error(
@@ -288,3 +314,13 @@ class Runtime:
             self._in_flight -= 1
             if not self._in_flight and self._drained is not None and not self._drained.done():
                 self._drained.set_result(None)
+
+
+def _request_body(event: Any) -> bytes:
+    """The invocation's JSON payload: ``bytes`` are already serialized, anything else is
+    serialized here (``TypeError`` when it is not JSON-serializable)."""
+    if isinstance(event, bytes):
+        return event
+    if isinstance(event, bytearray | memoryview):
+        return bytes(event)
+    return orjson.dumps(event)

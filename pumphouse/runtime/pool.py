@@ -388,6 +388,16 @@ class WorkerPool:
         if result.error is not None:
             fields["error_type"] = result.error.get("errorType")
         self._log.info("REPORT", **fields)
+        if result.error is not None and result.error_type != "Pumphouse.RuntimeStopped":
+            # A failed init or invocation, at error level where people look (the REPORT
+            # event stays at info); an invocation abandoned at shutdown is not one.
+            self._log.error(
+                "function error",
+                request_id=result.request_id,
+                outcome=result.outcome.value,
+                error_type=result.error.get("errorType"),
+                error_message=result.error.get("errorMessage"),
+            )
         return result
 
     # -- lifecycle -----------------------------------------------------------------
@@ -421,6 +431,20 @@ class WorkerPool:
                     error=report.error,
                     status=describe_exit(report.returncode),
                 )
+
+    async def check_init(self) -> InitReport:
+        """Start one worker exactly as an invocation would (same environment, code
+        directory, interpreter), wait for its init under the init timeout, and stop it.
+        Nothing is cached and no metric is touched: a look at what the first invocation
+        would meet. ``OSError`` if no worker can be started."""
+        worker = self._spawn(provisioned=False)
+        try:
+            return await worker.wait_ready(self.init_timeout)
+        finally:
+            worker.terminate()
+            if not await worker.wait_exited(STOP_GRACE_SECONDS):
+                worker.kill("stopped")
+                await worker.wait_exited()
 
     def _schedule_provisioning(self) -> None:
         if self._provisioning is None or self._provisioning.done():

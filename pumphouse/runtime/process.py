@@ -101,6 +101,9 @@ class InitReport:
     error: dict[str, Any] | None = None
     cacheable: bool = False
     returncode: int | None = None
+    handler_callable: bool = True
+    """READY only: whether the loaded handler can be called (a check for ``validate``;
+    Lambda itself fails such a function at its first invocation)."""
 
 
 def describe_exit(returncode: int | None) -> str:
@@ -301,13 +304,21 @@ class WorkerProcess:
         *,
         error: dict[str, Any] | None = None,
         cacheable: bool = False,
+        handler_callable: bool = True,
     ) -> None:
         ready = self._ready
         if ready is None or ready.done():
             return
         init_ms = (time.monotonic() - self.spawned_at) * 1000.0
         ready.set_result(
-            InitReport(kind, init_ms, error, cacheable=cacheable, returncode=self.returncode)
+            InitReport(
+                kind,
+                init_ms,
+                error,
+                cacheable=cacheable,
+                returncode=self.returncode,
+                handler_callable=handler_callable,
+            )
         )
 
     # -- invoke --------------------------------------------------------------------
@@ -389,7 +400,7 @@ class WorkerProcess:
             self.kill("protocol")
             return
         if kind == protocol.READY:
-            self._resolve_ready(InitKind.READY)
+            self._resolve_ready(InitKind.READY, handler_callable=meta.get("callable", True))
         elif kind == protocol.INIT_ERROR:
             self._resolve_ready(
                 InitKind.ERROR, error=meta.get("error"), cacheable=bool(meta.get("cache"))

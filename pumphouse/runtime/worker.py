@@ -323,7 +323,10 @@ class Worker:
         else:
             _flush_stdio()
             import_ms = (time.perf_counter_ns() - start) / 1e6
-            self.frames.write(protocol.READY, orjson.dumps({"import_ms": import_ms}))
+            self.frames.write(
+                protocol.READY,
+                orjson.dumps({"import_ms": import_ms, "callable": callable(handler)}),
+            )
             return handler
         _log_error(error)
         _flush_stdio()
@@ -332,7 +335,7 @@ class Worker:
         )
         return None
 
-    def serve(self, handler: Any) -> None:
+    def serve(self, handler: Any) -> None:  # noqa: PLR0912, PLR0915 - the per-invocation hot loop, kept in one frame (names bound once, no call per step)
         global _request_id  # noqa: PLW0603 - read by the log handler's filter
         import orjson
 

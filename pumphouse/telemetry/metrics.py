@@ -264,7 +264,7 @@ class Metrics:
         )
         self.lease_events = Counter(
             "pumphouse_lease_events_total",
-            "Lease transitions (acquired, renewed_failed, lost, stolen, released).",
+            "Lease transitions (acquired, renew_failed, lost, stolen, released).",
             [*_MAPPING, "event"],
             registry=r,
         )

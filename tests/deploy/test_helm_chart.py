@@ -179,8 +179,10 @@ def test_every_manifest_validates_against_the_kubernetes_schemas(name: str) -> N
 def test_the_rendered_config_passes_pumphouse_validate(name: str, tmp_path: Path) -> None:
     config = tmp_path / "pumphouse.yaml"
     config.write_text(rendered_config(_render(name)))
+    # The file alone: its CodeUri are paths inside the users' images, absent here.
     result = run(
-        [sys.executable, "-m", "pumphouse", "validate", "-c", str(config)], env=EXAMPLE_SECRETS
+        [sys.executable, "-m", "pumphouse", "validate", "-c", str(config), "--skip-handler-check"],
+        env=EXAMPLE_SECRETS,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "valid" in result.stdout

@@ -1,4 +1,4 @@
-"""The Kinesis record and event shape, built by pumphouse (ESM-SPEC §2), end to end."""
+"""The Kinesis record and event shape, built by pumphouse (docs/behaviour.md §2), end to end."""
 
 from __future__ import annotations
 

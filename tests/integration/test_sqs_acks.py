@@ -1,5 +1,5 @@
 """What SQS messages are deleted: success, failure (redrive to the DLQ), the partial
-batch response matrix of ESM-SPEC §3, and filtered-out messages."""
+batch response matrix of docs/behaviour.md §3, and filtered-out messages."""
 
 from __future__ import annotations
 

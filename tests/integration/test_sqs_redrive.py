@@ -21,7 +21,7 @@ from test_sqs_support import (
 )
 
 from pumphouse.devstack import MotoServer
-from pumphouse.pollers.sqs_redrive import EXIT_OK, EXIT_UNAVAILABLE, redrive
+from pumphouse.tools.redrive import EXIT_OK, EXIT_UNAVAILABLE, redrive
 
 
 def _args(moto: MotoServer, source: str, target: str, **extra: Any) -> argparse.Namespace:

@@ -1,4 +1,4 @@
-"""The exact SQS record a handler receives (ESM-SPEC §2), standard and FIFO."""
+"""The exact SQS record a handler receives (docs/behaviour.md §2), standard and FIFO."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every configuration rule (ESM-SPEC §1 and the cross-field rules), valid and invalid,
+"""Every configuration rule (docs/behaviour.md §1 and the cross-field rules), valid and invalid,
 with the exact path and message of each problem."""
 
 from __future__ import annotations

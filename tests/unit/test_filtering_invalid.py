@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pumphouse.pollers.filtering import (
+from pumphouse.patterns import (
     DEFAULT_MAX_FILTERS,
     MAX_PATTERN_DEPTH,
     MAX_PATTERN_LENGTH,

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 import pytest
 
-from pumphouse.pollers.filtering import SourceKind, compile_filter_criteria
+from pumphouse.patterns import SourceKind, compile_filter_criteria
 
 Case = tuple[str, dict[str, Any], dict[str, Any], bool]
 

@@ -10,7 +10,7 @@ import orjson
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from pumphouse.pollers.filtering import (
+from pumphouse.patterns import (
     MAX_PATTERN_LENGTH,
     FilterSet,
     SourceKind,

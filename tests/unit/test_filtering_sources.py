@@ -1,6 +1,6 @@
 """Per-source data fields: SQS bodies, Kinesis base64 data, DynamoDB typed values, Kafka.
 
-Records are shaped exactly as the handler receives them (ESM-SPEC section 2).
+Records are shaped exactly as the handler receives them (docs/behaviour.md §2).
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
-from pumphouse.pollers import filtering
-from pumphouse.pollers.filtering import FilterSet, SourceKind, compile_filter_criteria
+from pumphouse.patterns import FilterSet, SourceKind, compile_filter_criteria, records
 
 
 def compile_(source: SourceKind, *patterns: dict[str, Any]) -> FilterSet:
@@ -447,13 +446,13 @@ def test_kafka_numeric_metadata() -> None:
 
 def _count_calls(monkeypatch: pytest.MonkeyPatch, name: str) -> list[int]:
     calls = [0]
-    original: Callable[[Any], Any] = getattr(filtering, name)
+    original: Callable[[Any], Any] = getattr(records, name)
 
     def counting(raw: Any) -> Any:
         calls[0] += 1
         return original(raw)
 
-    monkeypatch.setattr(filtering, name, counting)
+    monkeypatch.setattr(records, name, counting)
     return calls
 
 

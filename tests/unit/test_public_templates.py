@@ -1,6 +1,7 @@
 """Twelve real SAM / CloudFormation templates from public AWS example collections: every
-one converts and validates. They are kept beside the repository (``../shared/sam-templates``
-from its root, each with its source and licence), never copied into it."""
+one converts and validates. They are kept beside the repository (the ``sam-templates``
+folder of the ``shared`` directory next to its root, each with its source and licence),
+never copied into it."""
 
 from __future__ import annotations
 

@@ -42,3 +42,40 @@ def test_readme_configuration_example_is_valid() -> None:
     assert [m.source_type.value for m in config.EventSourceMappings] == ["sqs", "kafka"]
     variables = config.Functions["orders-consumer"].Environment
     assert variables is not None and variables.Variables["API_KEY"] == "from-the-environment"
+
+
+def test_readme_metrics_table_is_the_generated_one() -> None:
+    from pumphouse.metrics_table import BEGIN, END, render_table
+
+    text = README.read_text()
+    table = text.split(BEGIN + "\n", 1)[1].split(END, 1)[0]
+    assert table == render_table(), (
+        "README's metrics table is stale: run `python -m pumphouse.metrics_table --write README.md`"
+    )
+
+
+def test_label_values_are_read_from_the_calls_that_emit_them(tmp_path: Path) -> None:
+    from pumphouse.metrics_table import emitted_labels
+
+    (tmp_path / "pollers").mkdir()
+    (tmp_path / "pollers" / "new_source.py").write_text(
+        "def poll(metrics, code):\n"
+        "    metrics.source_error('fetch', kind='throttled' if code == 'Slow' else 'error')\n"
+        "    metrics.source_error('ack')\n"
+        "    metrics.lease_event('handed_over')\n"
+    )
+    found = emitted_labels(tmp_path)
+    assert found[("pumphouse_source_errors_total", "operation")] == ["ack", "fetch"]
+    assert found[("pumphouse_source_errors_total", "kind")] == ["error", "throttled"]
+    assert found[("pumphouse_lease_events_total", "event")] == ["handed_over"]
+
+
+def test_the_emitted_outcomes_and_lease_events_are_the_codes_own() -> None:
+    from pumphouse.metrics_table import render_table
+    from pumphouse.runtime.result import Outcome
+
+    table = render_table()
+    row = next(line for line in table.splitlines() if "`pumphouse_invocations_total`" in line)
+    assert "outcome: " + ", ".join(o.value for o in Outcome) in row
+    row = next(line for line in table.splitlines() if "`pumphouse_lease_events_total`" in line)
+    assert "renew_failed" in row and "renewed_failed" not in row

@@ -1,4 +1,4 @@
-"""Partial batch responses (ReportBatchItemFailures): every row of ESM-SPEC §3."""
+"""Partial batch responses (ReportBatchItemFailures): every row of docs/behaviour.md §3."""
 
 from __future__ import annotations
 

@@ -721,3 +721,24 @@ def test_a_key_given_twice_is_refused_with_its_line(tmp_path: Path) -> None:
     assert caught.value.problems == [
         "line 13, column 7: invalid YAML: duplicate key 'Handler' (first given at line 11)"
     ]
+
+
+def test_validate_checks_the_code_at_its_template_path(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(
+        tmp_path,
+        FUNCTION + "  Missing:\n    Type: AWS::Serverless::Function\n"
+        "    Properties: {CodeUri: nowhere/, Handler: app.handler}\n",
+    )
+    assert main(["validate", "--template", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "  - Resources.Orders.Properties.Handler: Runtime.ImportModuleError: Unable to import "
+        "module 'app': No module named 'app'\n"
+    ) in err
+    assert (
+        f"  - Resources.Missing.Properties.CodeUri: directory not found: {tmp_path / 'nowhere'}\n"
+        in err
+    )
+    assert main(["validate", "--template", str(path), "--skip-handler-check"]) == 0

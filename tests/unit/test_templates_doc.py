@@ -25,6 +25,7 @@ def test_the_example_converts_as_shown(tmp_path: Path, capsys: pytest.CaptureFix
     (not_used,) = blocks("")
     template = tmp_path / "orders" / "template.yaml"
     (template.parent / "src").mkdir(parents=True)
+    (template.parent / "src" / "app.py").write_text("def handler(event, context):\n    pass\n")
     template.write_text(template_text)
 
     assert main(["validate", "--template", str(template)]) == 0

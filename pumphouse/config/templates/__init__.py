@@ -143,125 +143,164 @@ def convert_template(path: Path, options: TemplateOptions | None = None) -> Conv
     path = Path(path)
     template = read_template(path)
     config_raw = _read_config(options.config_path)
-    settings_raw = config_raw.get("Settings") if isinstance(config_raw, dict) else None
-    settings_raw = settings_raw if isinstance(settings_raw, dict) else {}
-    environ = options.environ
-    region = _setting(settings_raw, "Region", DEFAULT_REGION, environ)
-    account = _setting(settings_raw, "AccountId", DEFAULT_ACCOUNT_ID, environ)
-    stack_name = options.stack_name or _stack_name(path.absolute().parent.name)
+    ctx = _context(template, path, options, config_raw)
+    conversion = Conversion(
+        template_path=path, stack_name=ctx.stack_name, data={}, options=options
+    )
+    converter = _Converter(ctx, conversion, template)
+    data = converter.run()
+    if config_raw:
+        _merge_config(conversion, data, config_raw, converter.code.template_dir)
+    conversion.data = data
+    return conversion
+
+
+def _context(
+    template: dict[str, Any], path: Path, options: TemplateOptions, config_raw: dict[str, Any]
+) -> Context:
+    """The evaluation context: region and account from the ``-c`` Settings, the stack
+    name, parameters, and the resources' values."""
+    settings = config_raw.get("Settings")
+    settings = settings if isinstance(settings, dict) else {}
     ctx = Context(
         template=template,
-        stack_name=stack_name,
-        region=region,
-        account_id=account,
+        stack_name=options.stack_name or _stack_name(path.absolute().parent.name),
+        region=_setting(settings, "Region", DEFAULT_REGION, options.environ),
+        account_id=_setting(settings, "AccountId", DEFAULT_ACCOUNT_ID, options.environ),
         parameter_overrides=options.parameter_overrides,
         import_values=options.import_values,
     )
     ctx.ref_resource = lambda name, loc: ref_value(ctx, name, loc)
     ctx.get_att = lambda name, attribute, loc: attribute_value(ctx, name, attribute, loc)
-    problems: list[TemplateProblem] = list(ctx.parameter_problems)
-    conversion = Conversion(template_path=path, stack_name=stack_name, data={}, options=options)
-    code = CodeLocation(template_dir=path.absolute().parent, code_root=options.code_root)
-    globals_ = _globals(template, conversion)
+    return ctx
 
-    functions: dict[str, ConvertedFunction] = {}
-    function_names: dict[str, str] = {}
-    mappings: list[ConvertedMapping] = []
-    for logical_id, resource in ctx.resources.items():
-        kind = resource.get("Type") if isinstance(resource, dict) else None
-        if kind not in USED_TYPES:
-            conversion.not_used.append(f"Resources.{logical_id} ({kind})")
-            continue
+
+class _Converter:
+    """One conversion: the template's functions, their events and mappings, and the
+    resources ``dev`` creates, gathering every problem before raising them at once."""
+
+    def __init__(self, ctx: Context, conversion: Conversion, template: dict[str, Any]) -> None:
+        self.ctx = ctx
+        self.conversion = conversion
+        self.problems: list[TemplateProblem] = list(ctx.parameter_problems)
+        path = conversion.template_path
+        self.code = CodeLocation(
+            template_dir=path.absolute().parent, code_root=conversion.options.code_root
+        )
+        self.globals = _globals(template, conversion)
+        self.functions: dict[str, ConvertedFunction] = {}
+        self.function_names: dict[str, str] = {}
+        self.mappings: list[ConvertedMapping] = []
+
+    def run(self) -> dict[str, Any]:
+        for logical_id, resource in self.ctx.resources.items():
+            kind = resource.get("Type") if isinstance(resource, dict) else None
+            if self._used(logical_id, kind) and kind in FUNCTION_TYPES:
+                self._function(logical_id)
+        for logical_id, resource in self.ctx.resources.items():
+            kind = resource.get("Type") if isinstance(resource, dict) else None
+            if kind == "AWS::Lambda::EventSourceMapping" and self._exists(logical_id):
+                mapping = convert_event_source_mapping(
+                    self.ctx,
+                    logical_id,
+                    function_names=self.function_names,
+                    problems=self.problems,
+                )
+                if mapping is not None:
+                    self.mappings.append(mapping)
+        dev = dev_resources(self.ctx, self.problems)
+        if self.problems:
+            raise ConfigError(
+                _rendered(_unique(self.problems)), source=str(self.conversion.template_path)
+            )
+        return self._data(dev)
+
+    def _exists(self, logical_id: str) -> bool:
         try:
-            if not ctx.resource_exists(logical_id):
-                conversion.not_used.append(f"Resources.{logical_id} (its Condition is false)")
-                continue
+            return self.ctx.resource_exists(logical_id)
         except TemplateProblem as problem:
-            problems.append(problem)
-            continue
-        if kind not in FUNCTION_TYPES:
-            continue
+            self.problems.append(problem)
+            return False
+
+    def _used(self, logical_id: str, kind: Any) -> bool:
+        """Whether pumphouse reads the resource (else it is listed as not used)."""
+        if kind not in USED_TYPES:
+            self.conversion.not_used.append(f"Resources.{logical_id} ({kind})")
+            return False
+        if not self._exists(logical_id):
+            self.conversion.not_used.append(f"Resources.{logical_id} (its Condition is false)")
+            return False
+        return True
+
+    def _function(self, logical_id: str) -> None:
         try:
             converted = convert_function(
-                ctx, logical_id, globals_=globals_, code=code, problems=problems
+                self.ctx,
+                logical_id,
+                globals_=self.globals,
+                code=self.code,
+                problems=self.problems,
             )
         except TemplateProblem as problem:
-            problems.append(problem)
-            continue
-        if converted.name in functions:
-            problems.append(
+            self.problems.append(problem)
+            return
+        if converted.name in self.functions:
+            self.problems.append(
                 TemplateProblem(
-                    ("Resources", logical_id),
-                    f"another function is also named {converted.name!r}",
+                    ("Resources", logical_id), f"another function is also named {converted.name!r}"
                 )
             )
-            continue
-        functions[converted.name] = converted
-        conversion.origins[("Functions", converted.name)] = (
+            return
+        self.functions[converted.name] = converted
+        self.conversion.origins[("Functions", converted.name)] = (
             ("Resources", logical_id, "Properties"),
             converted.keys,
         )
-        conversion.not_used.extend(converted.ignored)
-        function_names[converted.name] = converted.name
-        arn = attribute_value(ctx, logical_id, "Arn", ("Resources", logical_id))
-        function_names[arn] = converted.name
+        self.conversion.not_used.extend(converted.ignored)
+        arn = attribute_value(self.ctx, logical_id, "Arn", ("Resources", logical_id))
+        self.function_names[converted.name] = self.function_names[arn] = converted.name
         for event_id, event in converted.events.items():
-            loc: Loc = ("Resources", logical_id, "Properties", "Events", event_id)
-            event_type = event.get("Type") if isinstance(event, dict) else None
-            if event_type not in MAPPING_EVENT_TYPES | {"MQ", "DocumentDB"}:
-                conversion.not_used.append(
-                    "Resources." + ".".join(map(str, loc[1:])) + f" ({event_type} event)"
-                )
-                continue
-            mapping = convert_event(
-                ctx,
-                function_name=converted.name,
-                logical_id=logical_id,
-                event_id=event_id,
-                event=event,
-                loc=loc,
-                problems=problems,
+            self._event(converted.name, logical_id, event_id, event)
+
+    def _event(self, function_name: str, logical_id: str, event_id: str, event: Any) -> None:
+        loc: Loc = ("Resources", logical_id, "Properties", "Events", event_id)
+        event_type = event.get("Type") if isinstance(event, dict) else None
+        if event_type not in MAPPING_EVENT_TYPES | {"MQ", "DocumentDB"}:
+            self.conversion.not_used.append(
+                "Resources." + ".".join(map(str, loc[1:])) + f" ({event_type} event)"
             )
-            if mapping is not None:
-                mappings.append(mapping)
-    for logical_id, resource in ctx.resources.items():
-        if not isinstance(resource, dict) or resource.get("Type") != (
-            "AWS::Lambda::EventSourceMapping"
-        ):
-            continue
-        try:
-            if not ctx.resource_exists(logical_id):
-                continue
-        except TemplateProblem:
-            continue  # reported above
-        mapping = convert_event_source_mapping(
-            ctx, logical_id, function_names=function_names, problems=problems
+            return
+        mapping = convert_event(
+            self.ctx,
+            function_name=function_name,
+            logical_id=logical_id,
+            event_id=event_id,
+            event=event,
+            loc=loc,
+            problems=self.problems,
         )
         if mapping is not None:
-            mappings.append(mapping)
-    dev = dev_resources(ctx, problems)
-    if problems:
-        raise ConfigError(_rendered(_unique(problems)), source=str(path))
+            self.mappings.append(mapping)
 
-    data: dict[str, Any] = {
-        "Functions": {name: f.data for name, f in functions.items()},
-        "EventSourceMappings": [],
-    }
-    for index, mapping in enumerate(mappings):
-        data["EventSourceMappings"].append(mapping.data)
-        conversion.origins[("EventSourceMappings", index)] = (mapping.loc, mapping.keys)
-        conversion.not_used.extend(
-            "Resources." + ".".join(map(str, mapping.loc[1:])) + f".{key}"
-            for key in mapping.ignored
-        )
-    if dev:
-        data["Dev"] = dev
-    conversion.not_used = list(dict.fromkeys(conversion.not_used))  # Globals: said once
-    data = _escaped(data)
-    if settings_raw or config_raw:
-        _merge_config(conversion, data, config_raw, code.template_dir)
-    conversion.data = data
-    return conversion
+    def _data(self, dev: dict[str, Any]) -> dict[str, Any]:
+        """The configuration data (template strings escaped), with the origins of its
+        functions and mappings recorded."""
+        conversion = self.conversion
+        data: dict[str, Any] = {
+            "Functions": {name: f.data for name, f in self.functions.items()},
+            "EventSourceMappings": [m.data for m in self.mappings],
+        }
+        for index, mapping in enumerate(self.mappings):
+            conversion.origins[("EventSourceMappings", index)] = (mapping.loc, mapping.keys)
+            conversion.not_used.extend(
+                "Resources." + ".".join(map(str, mapping.loc[1:])) + f".{key}"
+                for key in mapping.ignored
+            )
+        if dev:
+            data["Dev"] = dev
+        conversion.not_used = list(dict.fromkeys(conversion.not_used))  # Globals: said once
+        escaped: dict[str, Any] = _escaped(data)
+        return escaped
 
 
 def _stack_name(directory: str) -> str:
@@ -346,17 +385,7 @@ def _merge_config(
             function = given
             if isinstance(function, dict) and config_dir != template_dir:
                 function = _rebased(function, config_dir)
-            existing = data["Functions"].get(str(name))
-            if isinstance(existing, dict) and isinstance(function, dict):
-                data["Functions"][str(name)] = {**existing, **function}
-                origin = conversion.origins.get(("Functions", str(name)))
-                if origin is not None:  # overridden keys are reported at the -c path
-                    base, keys = origin
-                    own = {str(k): ("Functions", str(name), str(k)) for k in function}
-                    conversion.origins[("Functions", str(name))] = (base, {**keys, **own})
-            else:
-                data["Functions"][str(name)] = function
-                conversion.origins.pop(("Functions", str(name)), None)
+            _merge_function(conversion, data["Functions"], str(name), function)
     elif functions is not None:
         data["Functions"] = functions
     mappings = raw.get("EventSourceMappings")
@@ -370,17 +399,37 @@ def _merge_config(
                 conversion.origins.pop(("EventSourceMappings", index), None)
     elif mappings is not None:
         data["EventSourceMappings"] = mappings
-    dev = raw.get("Dev")
-    if isinstance(dev, dict):
-        merged = dict(data.get("Dev", {}))
-        for key, value in dev.items():
-            if isinstance(value, dict) and isinstance(merged.get(key), dict):
-                merged[key] = {**merged[key], **value}
-            else:
-                merged[key] = value
-        data["Dev"] = merged
-    elif dev is not None:
-        data["Dev"] = dev
+    if "Dev" in raw:
+        data["Dev"] = _merged_dev(data.get("Dev", {}), raw["Dev"])
+
+
+def _merge_function(
+    conversion: Conversion, functions: dict[str, Any], name: str, function: Any
+) -> None:
+    """A ``-c`` function: its keys over the template's function of that name, if any."""
+    existing = functions.get(name)
+    origin = conversion.origins.get(("Functions", name))
+    if isinstance(existing, dict) and isinstance(function, dict) and origin is not None:
+        functions[name] = {**existing, **function}
+        base, keys = origin  # the keys -c sets are reported at their -c path
+        own = {str(k): ("Functions", name, str(k)) for k in function}
+        conversion.origins[("Functions", name)] = (base, {**keys, **own})
+    else:
+        functions[name] = function
+        conversion.origins.pop(("Functions", name), None)
+
+
+def _merged_dev(template: dict[str, Any], given: Any) -> Any:
+    """The ``Dev`` section: each of the ``-c`` resources over the template's."""
+    if not isinstance(given, dict):
+        return given  # for validation to report
+    merged = dict(template)
+    for key, value in given.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
 
 
 def _rebased(function: dict[str, Any], config_dir: Path) -> dict[str, Any]:

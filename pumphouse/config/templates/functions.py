@@ -109,6 +109,21 @@ def merge_globals(global_value: Any, own: Any) -> Any:
     return own
 
 
+def _merged_properties(
+    resource: dict[str, Any], globals_: dict[str, Any], base: Loc
+) -> tuple[Props, Origins]:
+    """A function's properties with ``globals_`` merged in, and where each came from."""
+    own = resource.get("Properties")
+    own = own if isinstance(own, dict) else {}
+    props = dict(own)
+    origin: Origins = {key: (*base, key) for key in own}
+    for key, shared in globals_.items():
+        props[key] = merge_globals(shared, own[key]) if key in own else shared
+        if key not in own:
+            origin[key] = ("Globals", "Function", key)
+    return props, origin
+
+
 def convert_function(
     ctx: Context,
     logical_id: str,
@@ -119,66 +134,56 @@ def convert_function(
 ) -> ConvertedFunction:
     resource = ctx.resources[logical_id]
     kind = resource["Type"]
-    own = resource.get("Properties")
-    own = own if isinstance(own, dict) else {}
-    base: Loc = ("Resources", logical_id, "Properties")
     sam = kind == "AWS::Serverless::Function"
-    props = dict(own)
-    origin: dict[str, Loc] = {key: (*base, key) for key in own}
-    if sam:
-        for key, shared in globals_.items():
-            props[key] = merge_globals(shared, own[key]) if key in own else shared
-            if key not in own:
-                origin[key] = ("Globals", "Function", key)
+    base: Loc = ("Resources", logical_id, "Properties")
+    props, origin = _merged_properties(resource, globals_ if sam else {}, base)
     result = ConvertedFunction(name=physical_name(ctx, logical_id), data={})
     data = result.data
+    result.ignored = [".".join(map(str, origin[k])) for k in props if k not in _HANDLED]
 
     def value(key: str) -> Any:
         return ctx.resolve(props[key], origin[key])
 
-    for key in props:
-        if key not in _HANDLED:
-            result.ignored.append(".".join(map(str, origin[key])))
-    for key in ("Handler", "Runtime", "Description"):
+    def scalar(key: str, convert: Callable[[Any], Any]) -> None:
         if key in props:
-            try:
-                data[key] = str(value(key))
-                result.keys[key] = origin[key]
-            except TemplateProblem as problem:
-                problems.append(problem)
-    if "Description" in data:
-        data["Description"] = data["Description"][:256]
-    for key in ("MemorySize", "Timeout", "ReservedConcurrentExecutions"):
-        if key in props:
-            try:
-                data[key] = _integer(value(key))
-                result.keys[key] = origin[key]
-            except TemplateProblem as problem:
-                problems.append(problem)
-    try:
-        _environment(props, value, origin, data, result)
-        _provisioned(props, value, origin, data, result)
-        _image(props, value, origin, data, result)
-        _role(props, value, data)
-    except TemplateProblem as problem:
-        problems.append(problem)
-    try:
-        code_path = _code_path(ctx, logical_id, kind, props, value, origin, code)
-        if code_path is not None:
-            data["CodeUri"] = code.written(code_path)
+            data[key] = convert(value(key))
+            result.keys[key] = origin[key]
+
+    def code_uri() -> None:
+        path = _code_path(ctx, logical_id, kind, props, value, origin, code)
+        if path is not None:
+            data["CodeUri"] = code.written(path)
             result.keys["CodeUri"] = origin.get("CodeUri", origin.get("Code", base))
-    except TemplateProblem as problem:
-        problems.append(problem)
-    if "Layers" in props:
+
+    def layers() -> None:
+        if "Layers" not in props:
+            return
+        given = value("Layers")
+        if not isinstance(given, list):
+            raise TemplateProblem(origin["Layers"], "expected a list of layers")
+        data["Layers"] = [
+            code.written(_layer_directory(ctx, layer, (*origin["Layers"], index), code))
+            for index, layer in enumerate(given)
+        ]
+        result.keys["Layers"] = origin["Layers"]
+
+    steps: list[Callable[[], None]] = [
+        *(lambda key=key: scalar(key, str) for key in ("Handler", "Runtime")),
+        lambda: scalar("Description", lambda text: str(text)[:256]),
+        *(
+            lambda key=key: scalar(key, _integer)
+            for key in ("MemorySize", "Timeout", "ReservedConcurrentExecutions")
+        ),
+        lambda: _environment(props, value, origin, data, result),
+        lambda: _provisioned(props, value, origin, data, result),
+        lambda: _image(props, value, origin, data, result),
+        lambda: _role(props, value, data),
+        code_uri,
+        layers,
+    ]
+    for step in steps:
         try:
-            layers = value("Layers")
-            if not isinstance(layers, list):
-                raise TemplateProblem(origin["Layers"], "expected a list of layers")
-            data["Layers"] = [
-                code.written(_layer_directory(ctx, layer, (*origin["Layers"], index), code))
-                for index, layer in enumerate(layers)
-            ]
-            result.keys["Layers"] = origin["Layers"]
+            step()
         except TemplateProblem as problem:
             problems.append(problem)
     if sam and isinstance(props.get("Events"), dict):
@@ -276,35 +281,20 @@ def _code_path(  # noqa: PLR0917 - private, one caller, every argument named the
     origin: Origins,
     code: CodeLocation,
 ) -> Path | None:
+    """The function's code directory (see the module docstring)."""
     base: Loc = ("Resources", logical_id, "Properties")
     metadata = ctx.resources[logical_id].get("Metadata")
     metadata = metadata if isinstance(metadata, dict) else {}
-    hint = metadata.get("Pumphouse")
-    if isinstance(hint, dict) and isinstance(hint.get("CodeUri"), str):
-        return code.local(hint["CodeUri"])
-    if isinstance(metadata.get("aws:asset:path"), str) and metadata.get("aws:asset:property") in (
-        "Code",
-        "CodeUri",
-    ):
-        return (code.template_dir / str(metadata["aws:asset:path"])).resolve()
+    hinted = _hinted_code_path(metadata, code)
+    if hinted is not None:
+        return hinted
     if "InlineCode" in props:
         raise TemplateProblem(
             origin["InlineCode"],
             "inline code is not run by pumphouse: put it in a directory and give CodeUri",
         )
-    image = str(ctx.resolve(props.get("PackageType", "Zip"), base)) == "Image"
-    if image:
-        context = metadata.get("DockerContext")
-        if isinstance(context, str):
-            return (code.template_dir / context).resolve()
-        where = code.elsewhere(logical_id)
-        if where is None:
-            raise TemplateProblem(
-                origin.get("PackageType", base),
-                "an image function runs from a local directory: give Metadata.DockerContext "
-                "or --code-root DIR",
-            )
-        return where
+    if str(ctx.resolve(props.get("PackageType", "Zip"), base)) == "Image":
+        return _image_code_path(logical_id, metadata, origin.get("PackageType", base), code)
     key = "CodeUri" if kind == "AWS::Serverless::Function" else "Code"
     if key not in props:
         return code.elsewhere(logical_id) or code.local(".")
@@ -324,6 +314,33 @@ def _code_path(  # noqa: PLR0917 - private, one caller, every argument named the
             origin[key],
             f"{shown} is code in S3, which pumphouse cannot run: give a local directory "
             "(CodeUri: ./src) or --code-root DIR",
+        )
+    return where
+
+
+def _hinted_code_path(metadata: dict[str, Any], code: CodeLocation) -> Path | None:
+    """``Metadata.Pumphouse.CodeUri``, or the asset directory the AWS CDK names."""
+    hint = metadata.get("Pumphouse")
+    if isinstance(hint, dict) and isinstance(hint.get("CodeUri"), str):
+        return code.local(hint["CodeUri"])
+    asset = metadata.get("aws:asset:path")
+    if isinstance(asset, str) and metadata.get("aws:asset:property") in ("Code", "CodeUri"):
+        return (code.template_dir / asset).resolve()
+    return None
+
+
+def _image_code_path(
+    logical_id: str, metadata: dict[str, Any], loc: Loc, code: CodeLocation
+) -> Path:
+    context = metadata.get("DockerContext")
+    if isinstance(context, str):
+        return (code.template_dir / context).resolve()
+    where = code.elsewhere(logical_id)
+    if where is None:
+        raise TemplateProblem(
+            loc,
+            "an image function runs from a local directory: give Metadata.DockerContext or "
+            "--code-root DIR",
         )
     return where
 

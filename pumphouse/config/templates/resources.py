@@ -122,59 +122,64 @@ def _queue_url(ctx: Context, name: str) -> str:
     return f"https://sqs.{ctx.region}.{ctx.url_suffix}/{ctx.account_id}/{name}"
 
 
+def _attributes(ctx: Context, logical_id: str, kind: str, name: str) -> dict[str, str]:
+    """The attributes pumphouse gives for a resource of ``kind`` named ``name``."""
+    if kind == "AWS::SQS::Queue":
+        url = _queue_url(ctx, name)
+        return {"Arn": _arn(ctx, "sqs", name), "QueueName": name, "QueueUrl": url}
+    if kind == "AWS::DynamoDB::Table":
+        values = {"Arn": _arn(ctx, "dynamodb", f"table/{name}")}
+        if "StreamSpecification" in _properties(ctx, logical_id):
+            values["StreamArn"] = f"{values['Arn']}/stream/{STREAM_LABEL}"
+        return values
+    if kind == "AWS::SNS::Topic":
+        arn = _arn(ctx, "sns", name)
+        return {"Arn": arn, "TopicArn": arn, "TopicName": name}
+    if kind == "AWS::S3::Bucket":
+        return {
+            "Arn": _arn(ctx, "s3", name, regional=False),
+            "DomainName": f"{name}.s3.{ctx.url_suffix}",
+            "RegionalDomainName": f"{name}.s3.{ctx.region}.{ctx.url_suffix}",
+        }
+    arn = _plain_arn(ctx, kind, name)
+    return {"Arn": arn, "Id": arn} if kind == "AWS::SecretsManager::Secret" else {"Arn": arn}
+
+
+def _plain_arn(ctx: Context, kind: str, name: str) -> str:
+    if kind == "AWS::IAM::Role":
+        return f"arn:{ctx.partition}:iam::{ctx.account_id}:role/{name}"
+    service, resource = {
+        "AWS::Kinesis::Stream": ("kinesis", f"stream/{name}"),
+        "AWS::Serverless::Function": ("lambda", f"function:{name}"),
+        "AWS::Lambda::Function": ("lambda", f"function:{name}"),
+        "AWS::Serverless::LayerVersion": ("lambda", f"layer:{name}:1"),
+        "AWS::Lambda::LayerVersion": ("lambda", f"layer:{name}:1"),
+        "AWS::SecretsManager::Secret": ("secretsmanager", f"secret:{name}"),
+    }[kind]
+    return _arn(ctx, service, resource)
+
+
 def attribute_value(ctx: Context, logical_id: str, attribute: str, loc: Loc) -> Any:
     """What ``!GetAtt <logical_id>.<attribute>`` returns."""
     kind = resource_type(ctx, logical_id)
-    values: dict[str, Any] = {}
-    if kind in _NAMED:
-        name = physical_name(ctx, logical_id)
-        if kind == "AWS::SQS::Queue":
-            values = {
-                "Arn": _arn(ctx, "sqs", name),
-                "QueueName": name,
-                "QueueUrl": _queue_url(ctx, name),
-            }
-        elif kind == "AWS::Kinesis::Stream":
-            values = {"Arn": _arn(ctx, "kinesis", f"stream/{name}")}
-        elif kind == "AWS::DynamoDB::Table":
-            values = {"Arn": _arn(ctx, "dynamodb", f"table/{name}")}
-            if "StreamSpecification" in _properties(ctx, logical_id):
-                values["StreamArn"] = _arn(ctx, "dynamodb", f"table/{name}/stream/{STREAM_LABEL}")
-            elif attribute == "StreamArn":
-                raise TemplateProblem(
-                    loc, f"!GetAtt {logical_id}.StreamArn: the table has no StreamSpecification"
-                )
-        elif kind == "AWS::SNS::Topic":
-            values = {"TopicArn": _arn(ctx, "sns", name), "TopicName": name}
-            values["Arn"] = values["TopicArn"]
-        elif kind == "AWS::S3::Bucket":
-            values = {
-                "Arn": _arn(ctx, "s3", name, regional=False),
-                "DomainName": f"{name}.s3.{ctx.url_suffix}",
-                "RegionalDomainName": f"{name}.s3.{ctx.region}.{ctx.url_suffix}",
-            }
-        elif kind in FUNCTION_TYPES:
-            values = {"Arn": _arn(ctx, "lambda", f"function:{name}")}
-        elif kind in LAYER_TYPES:
-            values = {"Arn": _arn(ctx, "lambda", f"layer:{name}:1")}
-        elif kind == "AWS::SecretsManager::Secret":
-            values = {"Arn": _arn(ctx, "secretsmanager", f"secret:{name}")}
-            values["Id"] = values["Arn"]
-        elif kind == "AWS::IAM::Role":
-            values = {"Arn": f"arn:{ctx.partition}:iam::{ctx.account_id}:role/{name}"}
-    if attribute in values:
-        return values[attribute]
-    if values:
-        known = ", ".join(sorted(values))
+    if kind not in _NAMED:
         raise TemplateProblem(
             loc,
-            f"!GetAtt {logical_id}.{attribute}: {kind} has no attribute {attribute} "
-            f"pumphouse can give (it gives {known})",
+            f"!GetAtt {logical_id}.{attribute}: {kind or 'a resource without a Type'} is not "
+            "used by pumphouse and has no local value",
         )
+    values = _attributes(ctx, logical_id, kind, physical_name(ctx, logical_id))
+    if attribute in values:
+        return values[attribute]
+    if kind == "AWS::DynamoDB::Table" and attribute == "StreamArn":
+        raise TemplateProblem(
+            loc, f"!GetAtt {logical_id}.StreamArn: the table has no StreamSpecification"
+        )
+    known = ", ".join(sorted(values))
     raise TemplateProblem(
         loc,
-        f"!GetAtt {logical_id}.{attribute}: {kind or 'a resource without a Type'} is not used by "
-        "pumphouse and has no local value",
+        f"!GetAtt {logical_id}.{attribute}: {kind} has no attribute {attribute} "
+        f"pumphouse can give (it gives {known})",
     )
 
 
@@ -196,62 +201,56 @@ _QUEUE_ATTRIBUTES: Final = (
 )
 
 
+_DEV_SECTIONS: Final = {
+    "AWS::SQS::Queue": "Queues",
+    "AWS::Kinesis::Stream": "Streams",
+    "AWS::DynamoDB::Table": "Tables",
+    "AWS::SNS::Topic": "SnsTopics",
+    "AWS::S3::Bucket": "Buckets",
+    "AWS::SecretsManager::Secret": "Secrets",
+}
+"""Resource type → the ``Dev:`` section that creates it."""
+
+
 def dev_resources(ctx: Context, problems: list[TemplateProblem]) -> dict[str, Any]:
     """The ``Dev:`` section creating the template's queues, streams, tables, topics,
-    buckets and secrets as declared."""
-    queues: dict[str, dict[str, Any]] = {}
-    streams: dict[str, int] = {}
-    tables: dict[str, dict[str, Any]] = {}
-    topics: list[str] = []
-    buckets: list[str] = []
-    stored: dict[str, str] = {}
+    buckets and secrets as declared (sections in that order, empty ones left out)."""
+    sections: dict[str, dict[str, Any]] = {section: {} for section in _DEV_SECTIONS.values()}
     for logical_id, resource in ctx.resources.items():
-        if not isinstance(resource, dict):
-            continue
-        kind = str(resource.get("Type", ""))
-        if kind not in (
-            "AWS::SQS::Queue",
-            "AWS::Kinesis::Stream",
-            "AWS::DynamoDB::Table",
-            "AWS::SNS::Topic",
-            "AWS::S3::Bucket",
-            "AWS::SecretsManager::Secret",
-        ):
+        kind = str(resource.get("Type", "")) if isinstance(resource, dict) else ""
+        if kind not in _DEV_SECTIONS:
             continue
         loc: Loc = ("Resources", logical_id, "Properties")
         try:
-            if not ctx.resource_exists(logical_id):
-                continue
-            name = physical_name(ctx, logical_id)
-            props = ctx.resolve(_properties(ctx, logical_id), loc)
-            if kind == "AWS::SQS::Queue":
-                queues[name] = {k: props[k] for k in _QUEUE_ATTRIBUTES if k in props}
-                if name.endswith(".fifo"):
-                    queues[name]["FifoQueue"] = True
-            elif kind == "AWS::Kinesis::Stream":
-                streams[name] = _shard_count(props, loc)
-            elif kind == "AWS::DynamoDB::Table":
-                tables[name] = _table(props)
-            elif kind == "AWS::SNS::Topic":
-                topics.append(name)
-            elif kind == "AWS::S3::Bucket":
-                buckets.append(name)
-            else:
-                stored[name] = _secret_string(props, f"{ctx.stack_name}/{logical_id}")
+            if ctx.resource_exists(logical_id):
+                name = physical_name(ctx, logical_id)
+                props = ctx.resolve(_properties(ctx, logical_id), loc)
+                sections[_DEV_SECTIONS[kind]][name] = _dev_entry(ctx, logical_id, kind, name, props)
         except TemplateProblem as problem:
             problems.append(problem)
     dev: dict[str, Any] = {}
-    for key, value in (
-        ("Queues", queues),
-        ("Streams", streams),
-        ("Tables", tables),
-        ("SnsTopics", topics),
-        ("Buckets", buckets),
-        ("Secrets", stored),
-    ):
-        if value:
-            dev[key] = value
+    for section, entries in sections.items():
+        if entries:
+            lists = section in ("SnsTopics", "Buckets")
+            dev[section] = list(entries) if lists else entries
     return dev
+
+
+def _dev_entry(ctx: Context, logical_id: str, kind: str, name: str, props: Any) -> Any:
+    """What the ``Dev:`` section holds for one resource (its attributes, shard count ...)."""
+    loc: Loc = ("Resources", logical_id, "Properties")
+    if kind == "AWS::SQS::Queue":
+        attributes = {k: props[k] for k in _QUEUE_ATTRIBUTES if k in props}
+        if name.endswith(".fifo"):
+            attributes["FifoQueue"] = True
+        return attributes
+    if kind == "AWS::Kinesis::Stream":
+        return _shard_count(props, loc)
+    if kind == "AWS::DynamoDB::Table":
+        return _table(props)
+    if kind == "AWS::SecretsManager::Secret":
+        return _secret_string(props, f"{ctx.stack_name}/{logical_id}")
+    return None  # topics and buckets: the name is all
 
 
 def _shard_count(props: Mapping[str, Any], loc: Loc) -> int:

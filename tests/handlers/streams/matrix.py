@@ -1,5 +1,5 @@
 """A handler whose response is chosen by the first record's ``case``: the
-``ReportBatchItemFailures`` response matrix of ESM-SPEC §3, end to end."""
+``ReportBatchItemFailures`` response matrix of docs/behaviour.md §3, end to end."""
 
 from __future__ import annotations
 

@@ -38,7 +38,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any, Final
 
-from pumphouse.aws import error_code
+from pumphouse.aws import AwsClients, error_code
 from pumphouse.config.sources import SourceType, parse_event_source_arn
 
 EXIT_OK: Final = 0
@@ -322,18 +322,11 @@ class Redrive:
 
 async def redrive(args: argparse.Namespace, *, out: IO[str], err: IO[str]) -> int:
     """The command, with its output streams (for tests)."""
-    from aiobotocore.config import AioConfig
-    from aiobotocore.session import get_session
-
     source = parse_queue_arn(args.source_arn, option="--from")
     target = parse_queue_arn(args.target_arn, option="--to")
-    kwargs: dict[str, Any] = {
-        "region_name": args.region or source.region,
-        "config": AioConfig(retries={"max_attempts": 3, "mode": "standard"}),
-    }
-    if args.endpoint_url:
-        kwargs["endpoint_url"] = args.endpoint_url
-    async with get_session().create_client("sqs", **kwargs) as client:
+    clients = AwsClients(region=args.region or source.region, endpoints={"Sqs": args.endpoint_url})
+    try:
+        client = await clients.client("sqs")
         job = Redrive(
             client,
             source=source,
@@ -360,6 +353,8 @@ async def redrive(args: argparse.Namespace, *, out: IO[str], err: IO[str]) -> in
             eta = math.ceil(total / args.rate) if total else 0
             print(f"redrive: about {total} messages at most {args.rate:g}/s (~{eta} s)", file=err)
         report = await job.run()
+    finally:
+        await clients.close()
     for line in report.errors[:20]:
         print(f"redrive: {line}", file=err)
     if len(report.errors) > 20:
