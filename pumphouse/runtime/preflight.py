@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING
 
-from pumphouse.runtime.process import InitKind
+from pumphouse.runtime.process import InitKind, InitReport
 
 if TYPE_CHECKING:
     from pumphouse.runtime.engine import Runtime
@@ -50,22 +50,27 @@ async def _python_handler(runtime: Runtime, spec: FunctionSpec) -> list[Function
         report = await runtime.check_init(spec.name)
     except OSError as err:
         return [("CodeUri", f"cannot start a worker in {spec.code_uri}: {err.strerror or err}")]
+    problem = _init_problem(runtime, spec, report)
+    return [] if problem is None else [("Handler", problem)]
+
+
+def _init_problem(runtime: Runtime, spec: FunctionSpec, report: InitReport) -> str | None:
+    """What a worker's init report says is wrong with the handler, or None."""
     if report.kind is InitKind.READY:
         if report.handler_callable:
-            return []
-        return [("Handler", f"{spec.handler!r} is not a function (not callable)")]
+            return None
+        return f"{spec.handler!r} is not a function (not callable)"
     if report.kind is InitKind.ERROR:
         error = report.error or {}
-        error_type = error.get("errorType", "Runtime.Unknown")
-        return [("Handler", f"{error_type}: {error.get('errorMessage', '')}")]
+        return f"{error.get('errorType', 'Runtime.Unknown')}: {error.get('errorMessage', '')}"
     if report.kind is InitKind.TIMEOUT:
         limit = runtime.init_timeout(spec.name)
-        return [("Handler", f"init did not finish within {limit:g} seconds (Sandbox.Timedout)")]
+        return f"init did not finish within {limit:g} seconds (Sandbox.Timedout)"
     if report.kind is InitKind.DIED:
         from pumphouse.runtime.process import describe_exit
 
-        return [("Handler", f"the worker died during init ({describe_exit(report.returncode)})")]
-    return []  # STOPPED: the runtime is shutting down; nothing to say about the code
+        return f"the worker died during init ({describe_exit(report.returncode)})"
+    return None  # STOPPED: the runtime is shutting down; nothing to say about the code
 
 
 RUNTIME_CHECKS: Mapping[str, RuntimeCheck] = {"python": _python_handler}

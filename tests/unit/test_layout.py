@@ -38,8 +38,10 @@ def imported_packages(part: str) -> dict[str, set[str]]:
     ("part", "allowed"),
     [
         ("patterns", {"patterns"}),
-        # runtime: Function.to_spec builds the runtime's FunctionSpec (a lazy import).
-        ("config", {"config", "patterns", "errors", "runtime"}),
+        # runtime: Function.to_spec builds the runtime's FunctionSpec (a lazy import), and
+        # config.preflight (validate's handler check) starts a short-lived runtime with
+        # its own metrics registry (telemetry).
+        ("config", {"config", "patterns", "errors", "runtime", "telemetry"}),
         ("tools", {"tools", "config", "aws", "errors"}),
     ],
 )
