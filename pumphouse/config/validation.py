@@ -139,6 +139,8 @@ def settings_problems(settings: Settings) -> list[Problem]:
 
 
 def function_problems(function: Function) -> list[Problem]:
+    from pumphouse.config.runtimes import runtime_problems
+
     reserved = function.ReservedConcurrentExecutions
     if reserved is not None and function.ProvisionedConcurrency > reserved:
         return [
@@ -146,9 +148,10 @@ def function_problems(function: Function) -> list[Problem]:
                 ("ProvisionedConcurrency",),
                 f"{function.ProvisionedConcurrency} is above ReservedConcurrentExecutions "
                 f"({reserved})",
-            )
+            ),
+            *runtime_problems(function),
         ]
-    return []
+    return runtime_problems(function)
 
 
 # ---------------------------------------------------------------------------------------
