@@ -228,23 +228,23 @@ class RuntimeApi:
             connection.respond(404, _json_error("NotFound", f"no such resource: {path}"))
             return
         route = path[len(_PREFIX):]
-        if route == "invocation/next":
-            if request.method != "GET":
-                connection.respond(405, _json_error("MethodNotAllowed", "use GET"))
-            else:
-                self._next(connection)
-            return
-        if request.method != "POST":
-            connection.respond(405, _json_error("MethodNotAllowed", "use POST"))
-            return
-        if route == "init/error":
-            self._init_error(connection, request)
-            return
         parts = route.split("/")
-        if len(parts) == 3 and parts[0] == "invocation" and parts[2] in ("response", "error"):
-            self._post(connection, request, parts[1], error=parts[2] == "error")
-            return
-        connection.respond(404, _json_error("NotFound", f"no such resource: {path}"))
+        if route == "invocation/next":
+            if request.method == "GET":
+                self._next(connection)
+            else:
+                connection.respond(405, _json_error("MethodNotAllowed", "use GET"))
+        elif route == "init/error" or (
+            len(parts) == 3 and parts[0] == "invocation" and parts[2] in ("response", "error")
+        ):
+            if request.method != "POST":
+                connection.respond(405, _json_error("MethodNotAllowed", "use POST"))
+            elif route == "init/error":
+                self._init_error(connection, request)
+            else:
+                self._post(connection, request, parts[1], error=parts[2] == "error")
+        else:
+            connection.respond(404, _json_error("NotFound", f"no such resource: {path}"))
 
     def _next(self, connection: _Connection) -> None:
         if self._current is not None or (self._parked is not None and self._parked.alive):
