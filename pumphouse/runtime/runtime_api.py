@@ -126,24 +126,27 @@ class _Request:
 
 
 def error_document(body: bytes, header_type: str | None, request_id: str) -> dict[str, Any]:
-    """Lambda's error shape from a runtime's ``/error`` or ``/init/error`` post.
+    """Lambda's error from a runtime's ``/error`` or ``/init/error`` post.
 
-    The body is ``{"errorMessage", "errorType", "stackTrace"}`` by convention; a missing
-    or malformed body keeps what there is: the ``Lambda-Runtime-Function-Error-Type``
-    header's type (else ``Runtime.Unknown``) and the body's text as the message."""
+    The body is kept as the runtime wrote it, as Lambda returns it (the Python client
+    sends ``stackTrace``, the Node.js client ``trace``), with ``errorType``,
+    ``errorMessage`` and ``requestId`` always there: a missing or malformed body gives
+    the ``Lambda-Runtime-Function-Error-Type`` header's type (else ``Runtime.Unknown``),
+    the body's text as the message and an empty ``stackTrace``."""
     document: Any = None
     if body:
         with contextlib.suppress(orjson.JSONDecodeError):
             document = orjson.loads(body)
     if not isinstance(document, dict):
-        document = {"errorMessage": body.decode("utf-8", "replace") if body else ""}
-    error_type = document.get("errorType") or header_type or "Runtime.Unknown"
-    trace = document.get("stackTrace")
+        document = {
+            "errorMessage": body.decode("utf-8", "replace") if body else "",
+            "stackTrace": [],
+        }
     return {
+        **document,
         "errorMessage": str(document.get("errorMessage", "")),
-        "errorType": str(error_type),
+        "errorType": str(document.get("errorType") or header_type or "Runtime.Unknown"),
         "requestId": request_id,
-        "stackTrace": trace if isinstance(trace, list) else [],
     }
 
 
