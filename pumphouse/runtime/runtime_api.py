@@ -71,6 +71,10 @@ _STATUS_TEXT = {
     500: "Internal Server Error",
 }
 _ACCEPTED = b'{"status":"OK"}\n'
+_ACCEPTED_RESPONSE = (
+    b"HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+    % (len(_ACCEPTED), _ACCEPTED)
+)
 _INVALID_REQUEST_ID = b'{"errorMessage":"Invalid request ID","errorType":"InvalidRequestID"}\n'
 _TOO_LARGE = orjson.dumps({
     "errorMessage": f"Exceeded maximum allowed payload size ({MAX_RESPONSE_BYTES} bytes).",
@@ -492,6 +496,9 @@ class _Connection(asyncio.Protocol):
         headers: list[tuple[str, str]] | None = None,
     ) -> None:
         if not self.alive or self._transport is None:
+            return
+        if body is _ACCEPTED and not self._close_after:  # the hot path: a constant
+            self._transport.write(_ACCEPTED_RESPONSE)
             return
         lines = [f"HTTP/1.1 {status} {_STATUS_TEXT.get(status, 'Unknown')}"]
         if headers is None:

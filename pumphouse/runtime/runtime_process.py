@@ -19,11 +19,12 @@ instance of its own (:class:`~pumphouse.runtime.runtime_api.RuntimeApi`):
 
 from __future__ import annotations
 
+import itertools
 import os
 import secrets
 import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -40,7 +41,7 @@ from pumphouse.runtime.protocol import MAX_RESPONSE_BYTES
 from pumphouse.runtime.result import lambda_error
 from pumphouse.runtime.runtime_api import ApiAnswer, Invocation, RuntimeApi, RuntimeApiEvents
 
-__all__ = ["CACHEABLE_INIT_ERRORS", "RuntimeProcess", "process_tree"]
+__all__ = ["CACHEABLE_INIT_ERRORS", "RuntimeProcess", "process_tree", "trace_ids"]
 
 CACHEABLE_INIT_ERRORS = frozenset({
     "Runtime.ImportModuleError",
@@ -71,12 +72,18 @@ def process_tree(pid: int) -> list[int]:
     return tree
 
 
-def trace_id() -> str:
-    """An X-Ray trace header, as Lambda passes it to the runtime (not sampled)."""
-    return (
-        f"Root=1-{int(time.time()):08x}-{secrets.token_hex(12)};"
-        f"Parent={secrets.token_hex(8)};Sampled=0"
-    )
+def trace_ids() -> Iterator[str]:
+    """X-Ray trace headers as Lambda passes them to the runtime (not sampled), cheap to
+    make: the trace part is random per process and counted up, the parent id counted."""
+    prefix = secrets.token_hex(4)
+    for n in itertools.count(secrets.randbits(64)):
+        yield (
+            f"Root=1-{int(time.time()):08x}-{prefix}{n & 0xFFFFFFFFFFFFFFFF:016x};"
+            f"Parent={(n * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF:016x};Sampled=0"
+        )
+
+
+_TRACE_IDS = trace_ids()
 
 
 class RuntimeProcess(ExecutionEnvironment):
@@ -183,7 +190,7 @@ class RuntimeProcess(ExecutionEnvironment):
             body=body,
             deadline_ms=deadline_ms,
             function_arn=self.function_arn,
-            trace_id=trace_id(),
+            trace_id=next(_TRACE_IDS),
             client_context=client_context,
             cognito_identity=identity,
         ))
