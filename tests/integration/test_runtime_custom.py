@@ -137,13 +137,61 @@ async def test_runtime_that_never_calls_next_times_out_in_init(
     assert result.error["errorMessage"] == "Task timed out after 1.00 seconds"
 
 
+def session_members(session: int) -> list[int]:
+    """Live processes of a session (a runtime process leads its own)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == session and fields[0] != "Z":
+            members.append(int(entry.name))
+    return members
+
+
 async def test_memory_cap_counts_the_whole_process_tree(make_runtime: MakeRuntime) -> None:
     runtime = make_runtime({"fn": custom("hog", Timeout=30, MemorySize=128)})
-    result = await runtime.invoke("fn", {})
+    task = asyncio.ensure_future(runtime.invoke("fn", {}))
+    await s.wait_for(lambda: len(runtime.worker_pids("fn")) == 1, what="the runtime process")
+    (session,) = runtime.worker_pids("fn")
+    await s.wait_for(lambda: len(session_members(session)) > 1 or task.done(),
+                     what="the runtime's child")
+    result = await task
     assert result.outcome is Outcome.OUT_OF_MEMORY
     assert result.error is not None
     assert result.error["errorType"] == "Runtime.OutOfMemory"
     assert result.max_memory_used_mb > 128
+    await s.wait_for(lambda: session_members(session) == [], what="the whole tree gone")
+
+
+async def test_provisioned_runtimes_start_warm_and_idle_ones_are_reaped(
+    tmp_path: Path,
+) -> None:
+    config = load(tmp_path, {
+        "kept": custom("echo", ProvisionedConcurrency=1),
+        "reaped": custom("echo"),
+    })
+    runtime = Runtime({name: config.function_spec(name) for name in ("kept", "reaped")},
+                      metrics=Metrics(), log_sink=lambda line: None, worker_idle_seconds=0.3)
+    try:
+        await runtime.start()
+        (provisioned,) = runtime.worker_pids("kept")
+        first = await runtime.invoke("kept", {"n": 1})
+        assert (first.outcome, first.cold_start) == (Outcome.SUCCESS, False)
+        assert first.payload["pid"] == str(provisioned)
+        assert (await runtime.invoke("reaped", {})).cold_start
+        (reaped,) = runtime.worker_pids("reaped")
+        await s.wait_for(lambda: runtime.worker_pids("reaped") == [], what="idle reaping")
+        assert session_members(reaped) == []
+        assert runtime.worker_pids("kept") == [provisioned], "provisioned stays"
+    finally:
+        pids = runtime.worker_pids()
+        await runtime.stop(timeout=1)
+    assert runtime.worker_pids() == []
+    assert [pid for pid in pids if session_members(pid)] == []
 
 
 @pytest.mark.parametrize(("size", "outcome"), [
