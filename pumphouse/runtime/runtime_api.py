@@ -189,8 +189,12 @@ class RuntimeApi:
     async def start(self) -> None:
         if self.events is None:
             raise RuntimeError("RuntimeApi.events must be set before start")
+        if self._closed:  # the process was gone before the API got going
+            return
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(lambda: _Connection(self), sock=self._sock)
+        if self._closed:
+            self._server.close()
 
     def close(self) -> None:
         """Stop listening and drop every connection. Idempotent."""

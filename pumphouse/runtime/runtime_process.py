@@ -23,6 +23,7 @@ import itertools
 import os
 import secrets
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -70,6 +71,20 @@ def process_tree(pid: int) -> list[int]:
             except (OSError, ValueError):
                 continue
     return tree
+
+
+def _die_with_the_service() -> None:
+    """In the child, before exec: Linux SIGKILLs the runtime process when the service
+    dies, however it dies (the runtime's code is not ours to ask)."""
+    import ctypes
+
+    pr_set_pdeathsig, sigkill = 1, 9
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, sigkill, 0, 0, 0)
+    if os.getppid() == 1:  # the service died before the call took effect
+        os._exit(1)
+
+
+_PREEXEC = _die_with_the_service if sys.platform.startswith("linux") else None
 
 
 def trace_ids() -> Iterator[str]:
@@ -126,6 +141,7 @@ class RuntimeProcess(ExecutionEnvironment):
                 cwd=cwd,
                 env={**env, "AWS_LAMBDA_RUNTIME_API": api.address},
                 start_new_session=True,
+                preexec_fn=_PREEXEC,  # noqa: PLW1509 - only prctl, between fork and exec
             )
         except BaseException:
             api.close()

@@ -6,7 +6,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
+import signal
+import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -234,3 +238,55 @@ async def test_missing_bootstrap_is_a_configuration_error(tmp_path: Path) -> Non
         f"Functions.fn.CodeUri: a provided.al2 function needs an executable 'bootstrap' in "
         f"{tmp_path / 'code'} (chmod +x bootstrap)"
     ]
+
+
+STARTS_A_RUNTIME_AND_WAITS = """
+import asyncio, sys
+from pumphouse.runtime import FunctionSpec, Runtime
+from pumphouse.telemetry.metrics import Metrics
+
+async def main():
+    spec = FunctionSpec(name="fn", handler="f.h", code_uri=sys.argv[1], runtime="provided",
+                        provisioned_concurrency=1)
+    runtime = Runtime({"fn": spec}, metrics=Metrics(), log_sink=lambda line: None)
+    await runtime.start()
+    print("PID", runtime.worker_pids("fn")[0], flush=True)
+    await asyncio.sleep(600)
+
+asyncio.run(main())
+"""
+
+STUBBORN_BOOTSTRAP = """#!/bin/sh
+# Asks for work once (its init ends there); whatever happens to that request, it stays.
+curl -sS -o /dev/null "http://${AWS_LAMBDA_RUNTIME_API}/2018-06-01/runtime/invocation/next"
+sleep 600
+"""
+
+
+def test_runtime_processes_do_not_outlive_a_killed_service(tmp_path: Path) -> None:
+    bootstrap = tmp_path / "bootstrap"
+    bootstrap.write_text(STUBBORN_BOOTSTRAP)
+    bootstrap.chmod(0o755)
+    service = subprocess.Popen(
+        [sys.executable, "-c", STARTS_A_RUNTIME_AND_WAITS, str(tmp_path)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    pid = -1
+    try:
+        assert service.stdout is not None
+        line = ""
+        while not line.startswith("PID "):  # log lines come first
+            line = service.stdout.readline()
+        pid = int(line.split()[1])
+        assert pid in session_members(pid)
+        service.send_signal(signal.SIGKILL)  # no cleanup code of the service runs
+        service.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while pid in session_members(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert pid not in session_members(pid)
+    finally:
+        if service.poll() is None:
+            service.kill()
+        for member in session_members(pid):  # the orphaned sleep (SIGKILL reaches no child)
+            os.kill(member, signal.SIGKILL)
