@@ -78,27 +78,32 @@ _MINIMAL_BOOTSTRAP = textwrap.dedent(
     """\
     #!{python}
     # A minimal custom runtime: HTTP/1.1 by hand over one keep-alive socket, no library.
-    import os, socket
+    import os, re, socket
     host, port = os.environ["AWS_LAMBDA_RUNTIME_API"].split(":")
     sock = socket.create_connection((host, int(port)))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    stream = sock.makefile("rb")
-    base = "/2018-06-01/runtime/invocation/"
+    NEXT = b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\\r\\nHost: rt\\r\\n\\r\\n"
+    POST = (b"POST /2018-06-01/runtime/invocation/%s/response HTTP/1.1\\r\\nHost: rt\\r\\n"
+            b"Content-Length: 4\\r\\n\\r\\nnull")
+    LENGTH = re.compile(rb"(?i)content-length: *(\\d+)")
+    REQUEST_ID = re.compile(rb"(?i)lambda-runtime-aws-request-id: *([^\\r]+)")
+    buffer = b""
 
     def reply():
-        headers = {{}}
-        stream.readline()
-        while (line := stream.readline()) != b"\\r\\n":
-            name, _, value = line.decode().partition(":")
-            headers[name.strip().lower()] = value.strip()
-        stream.read(int(headers.get("content-length", 0)))
-        return headers
+        global buffer
+        while (end := buffer.find(b"\\r\\n\\r\\n")) < 0:
+            buffer += sock.recv(1 << 20)
+        head = buffer[:end]
+        size = end + 4 + int(LENGTH.search(head).group(1))
+        while len(buffer) < size:
+            buffer += sock.recv(1 << 20)
+        buffer = buffer[size:]
+        return head
 
     while True:
-        sock.sendall(f"GET {{base}}next HTTP/1.1\\r\\nHost: rt\\r\\n\\r\\n".encode())
-        request_id = reply()["lambda-runtime-aws-request-id"]
-        sock.sendall((f"POST {{base}}{{request_id}}/response HTTP/1.1\\r\\nHost: rt\\r\\n"
-                      "Content-Length: 4\\r\\n\\r\\nnull").encode())
+        sock.sendall(NEXT)
+        request_id = REQUEST_ID.search(reply()).group(1)
+        sock.sendall(POST % request_id)
         reply()
     """
 )
