@@ -400,32 +400,30 @@ class _Connection(asyncio.Protocol):
             if len(buffer) > MAX_HEAD_BYTES:
                 self._fail(431, "request head too large")
             return False
-        head = bytes(buffer[:end]).decode("latin-1")
+        head = bytes(buffer[:end])
         del buffer[: end + 4]
-        lines = head.split("\r\n")
-        try:
-            method, target, _version = lines[0].split(" ", 2)
-        except ValueError:
+        line_end = head.find(b"\r\n")
+        request_line = head if line_end < 0 else head[:line_end]
+        parts = request_line.split(b" ")
+        if len(parts) != 3:
             self._fail(400, "malformed request line")
             return False
         headers: dict[str, str] = {}
-        for line in lines[1:]:
-            name, sep, value = line.partition(":")
-            if sep:
-                headers[name.strip().lower()] = value.strip()
-        path = target.split("?", 1)[0]
-        self._request = _Request(method, path, headers)
+        if line_end >= 0:
+            for line in head[line_end + 2:].decode("latin-1").split("\r\n"):
+                name, sep, value = line.partition(":")
+                if sep:
+                    headers[name.strip().lower()] = value.strip()
+        path = parts[1].split(b"?", 1)[0].decode("latin-1")
+        self._request = _Request(parts[0].decode("latin-1"), path, headers)
         self._close_after = headers.get("connection", "").lower() == "close"
         self._chunked = "chunked" in headers.get("transfer-encoding", "").lower()
         self._chunk_state = "size"
-        try:
-            self._remaining = 0 if self._chunked else int(headers.get("content-length", "0"))
-        except ValueError:
+        length = headers.get("content-length", "0")
+        if not length.isdigit():
             self._fail(400, "bad Content-Length")
             return False
-        if self._remaining < 0:
-            self._fail(400, "bad Content-Length")
-            return False
+        self._remaining = 0 if self._chunked else int(length)
         if headers.get("expect", "").lower() == "100-continue":
             self._write(b"HTTP/1.1 100 Continue\r\n\r\n")
         return True
@@ -504,15 +502,15 @@ class _Connection(asyncio.Protocol):
         if body is _ACCEPTED and not self._close_after:  # the hot path: a constant
             self._transport.write(_ACCEPTED_RESPONSE)
             return
-        lines = [f"HTTP/1.1 {status} {_STATUS_TEXT.get(status, 'Unknown')}"]
+        text = f"HTTP/1.1 {status} {_STATUS_TEXT.get(status, 'Unknown')}\r\n"
         if headers is None:
-            lines.append("Content-Type: application/json")
+            text += "Content-Type: application/json\r\n"
         else:
-            lines.extend(f"{name}: {value}" for name, value in headers)
-        lines.append(f"Content-Length: {len(body)}")
+            text += "".join([f"{name}: {value}\r\n" for name, value in headers])
+        text += f"Content-Length: {len(body)}\r\n"
         if self._close_after:
-            lines.append("Connection: close")
-        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+            text += "Connection: close\r\n"
+        head = (text + "\r\n").encode("latin-1")
         if len(body) <= 65536:
             self._write(head + bytes(body))
         else:

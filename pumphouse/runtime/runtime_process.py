@@ -51,6 +51,8 @@ CACHEABLE_INIT_ERRORS = frozenset({
     "Runtime.MalformedHandlerName",
 })
 """Init errors that will happen again the same way: cached until the function is reset."""
+MEMORY_READ_SECONDS = 0.05
+"""Answers closer together than this report the memory read at the first of them."""
 
 
 def process_tree(pid: int) -> list[int]:
@@ -108,6 +110,7 @@ class RuntimeProcess(ExecutionEnvironment):
         super().__init__(**kwargs)
         self.api = api
         self.function_arn = function_arn
+        self._memory_read_at = -MEMORY_READ_SECONDS
         api.events = RuntimeApiEvents(
             ready=self._on_ready, init_error=self._on_init_error, answer=self._on_answer
         )
@@ -170,11 +173,15 @@ class RuntimeProcess(ExecutionEnvironment):
         )
 
     def _on_answer(self, answer: ApiAnswer) -> None:
-        # The runtime process's own memory, one read: the watchdog, polling while the
-        # invocation runs, adds its children's (walking the tree costs ~60 µs).
-        rss = read_rss_kb(self.pid)
-        if rss is not None:
-            self.max_rss_kb = max(self.max_rss_kb, rss)
+        # The runtime process's own memory, read at most every MEMORY_READ_SECONDS (a
+        # read costs tens of µs, an invocation through the API a few hundred): the
+        # watchdog, polling while an invocation runs, adds its children's.
+        now = time.monotonic()
+        if now - self._memory_read_at >= MEMORY_READ_SECONDS:
+            self._memory_read_at = now
+            rss = read_rss_kb(self.pid)
+            if rss is not None:
+                self.max_rss_kb = max(self.max_rss_kb, rss)
         if answer.too_large:
             error = lambda_error(
                 "Function.ResponseSizeTooLarge",
