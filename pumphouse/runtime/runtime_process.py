@@ -173,15 +173,16 @@ class RuntimeProcess(ExecutionEnvironment):
         )
 
     def _on_answer(self, answer: ApiAnswer) -> None:
-        # The runtime process's own memory, read at most every MEMORY_READ_SECONDS (a
-        # read costs tens of µs, an invocation through the API a few hundred): the
-        # watchdog, polling while an invocation runs, adds its children's.
+        # The runtime process's own peak (VmHWM, as a Python worker reports its
+        # ru_maxrss: a spike between the watchdog's polls counts), read at most every
+        # MEMORY_READ_SECONDS (a read costs tens of µs, an invocation a few hundred);
+        # the watchdog, polling while an invocation runs, adds its children's.
         now = time.monotonic()
         if now - self._memory_read_at >= MEMORY_READ_SECONDS:
             self._memory_read_at = now
-            rss = read_rss_kb(self.pid)
-            if rss is not None:
-                self.max_rss_kb = max(self.max_rss_kb, rss)
+            peak = read_peak_rss_kb(self.pid)
+            if peak is not None:
+                self.max_rss_kb = max(self.max_rss_kb, peak)
         if answer.too_large:
             error = lambda_error(
                 "Function.ResponseSizeTooLarge",

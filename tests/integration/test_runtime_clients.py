@@ -164,6 +164,17 @@ async def test_process_exit_is_a_crash(client: str, make_runtime: MakeRuntime) -
     assert result.error["errorMessage"] == "Runtime exited with error: exit status 3"
 
 
+async def test_memory_spike_over_memory_size_is_out_of_memory(
+    client: str, make_runtime: MakeRuntime
+) -> None:
+    runtime = make_runtime({"fn": CLIENTS[client]("spike", MemorySize=128)})
+    result = await runtime.invoke("fn", {})
+    assert result.outcome is Outcome.OUT_OF_MEMORY
+    assert result.error is not None
+    assert result.error["errorType"] == "Runtime.OutOfMemory"
+    assert result.max_memory_used_mb > 128
+
+
 async def test_missing_handler_is_an_init_error_and_cached(client: str,
                                                            make_runtime: MakeRuntime) -> None:
     runtime = make_runtime({"fn": CLIENTS[client]("no_such_handler")})

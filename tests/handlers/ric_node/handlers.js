@@ -36,3 +36,10 @@ exports.sleep = () => new Promise((resolve) => setTimeout(resolve, 60000));
 exports.leave = () => {
   process.exit(3);
 };
+
+exports.spike = async () => {
+  // Holds 300 MB for a moment, then returns: over a MemorySize of 128 all the same.
+  let block = Buffer.alloc(300 * 1024 * 1024, 1);
+  block = null;
+  return "done";
+};

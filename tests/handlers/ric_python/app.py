@@ -43,3 +43,10 @@ def sleep(event: Any, context: Any) -> None:
 
 def leave(event: Any, context: Any) -> None:
     os._exit(3)
+
+
+def spike(event: Any, context: Any) -> str:
+    """Holds 300 MB for a moment, then returns: over a MemorySize of 128 all the same."""
+    block = b"x" * (300 * 1024 * 1024)
+    del block
+    return "done"
