@@ -49,8 +49,10 @@ CACHEABLE_INIT_ERRORS = frozenset({
     "Runtime.HandlerNotFound",
     "Runtime.UserCodeSyntaxError",
     "Runtime.MalformedHandlerName",
+    "Runtime.BuiltInModuleConflict",
 })
-"""Init errors that will happen again the same way: cached until the function is reset."""
+"""Init errors that will happen again the same way (the code cannot be loaded; the same
+types as the Python worker's): cached until the function is reset."""
 MEMORY_READ_SECONDS = 0.05
 """Answers closer together than this report the memory read at the first of them."""
 
