@@ -651,8 +651,11 @@ class Function(ConfigModel):
     @property
     def code_path(self) -> Path:
         """``CodeUri`` resolved against the configuration file's directory."""
+        return self._resolved(self.CodeUri)
+
+    def _resolved(self, path: str) -> Path:
         base = self._base_dir if self._base_dir is not None else Path.cwd()
-        return (base / self.CodeUri).resolve()
+        return (base / path).resolve()
 
     def role_arn(self, settings: Settings) -> str:
         return self.Role if self.Role is not None else settings.role_arn()
@@ -663,14 +666,13 @@ class Function(ConfigModel):
 
         image = self.ImageConfig or FunctionImageConfig()
         command = tuple(image.Command or ())
-        base = self._base_dir if self._base_dir is not None else Path.cwd()
         return FunctionSpec(
             name=name,
             handler=self.Handler or (command[0] if command else ""),
             entry_point=tuple(image.EntryPoint or ()),
             command=command,
             working_directory=(
-                None if image.WorkingDirectory is None else base / image.WorkingDirectory
+                None if image.WorkingDirectory is None else self._resolved(image.WorkingDirectory)
             ),
             code_uri=self.code_path,
             runtime=self.Runtime,

@@ -15,6 +15,7 @@ from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final
 
+from pumphouse.config.runtimes import runtime_problems
 from pumphouse.config.sources import DestinationType, SourceType
 from pumphouse.pollers.filtering import FilterPatternError, SourceKind, compile_filter_criteria
 
@@ -139,8 +140,6 @@ def settings_problems(settings: Settings) -> list[Problem]:
 
 
 def function_problems(function: Function) -> list[Problem]:
-    from pumphouse.config.runtimes import runtime_problems
-
     reserved = function.ReservedConcurrentExecutions
     if reserved is not None and function.ProvisionedConcurrency > reserved:
         return [
