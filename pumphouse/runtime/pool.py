@@ -6,6 +6,10 @@ that surplus workers age and are retired after ``worker_idle_seconds`` without u
 ``provisioned_concurrency`` workers are started by :meth:`start_provisioned` and kept
 alive whatever their idle time; one that dies is replaced.
 
+A worker is pumphouse's Python bootstrap (:class:`~pumphouse.runtime.process.WorkerProcess`)
+or, for other runtimes, a runtime process speaking the Runtime API
+(:class:`~pumphouse.runtime.runtime_process.RuntimeProcess`); the pool treats both alike.
+
 A worker is never reused after a kill (timeout, out of memory, cancelled) or a crash:
 the next invocation gets a fresh one, so one bad invocation cannot poison the pool.
 
