@@ -87,17 +87,16 @@ _MINIMAL_BOOTSTRAP = textwrap.dedent(
             b"Content-Length: 4\\r\\n\\r\\nnull")
     LENGTH = re.compile(rb"(?i)content-length: *(\\d+)")
     REQUEST_ID = re.compile(rb"(?i)lambda-runtime-aws-request-id: *([^\\r]+)")
-    buffer = b""
+    buffer = bytearray()
 
     def reply():
-        global buffer
         while (end := buffer.find(b"\\r\\n\\r\\n")) < 0:
-            buffer += sock.recv(1 << 20)
-        head = buffer[:end]
+            buffer.extend(sock.recv(65536))
+        head = bytes(buffer[:end])
         size = end + 4 + int(LENGTH.search(head).group(1))
         while len(buffer) < size:
-            buffer += sock.recv(1 << 20)
-        buffer = buffer[size:]
+            buffer.extend(sock.recv(65536))
+        del buffer[:size]
         return head
 
     while True:
