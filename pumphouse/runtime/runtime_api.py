@@ -273,17 +273,17 @@ class RuntimeApi:
 
     def _hand_out(self, connection: _Connection, invocation: Invocation) -> None:
         self._current = invocation
-        headers = [
-            ("Content-Type", "application/json"),
-            ("Lambda-Runtime-Aws-Request-Id", invocation.request_id),
-            ("Lambda-Runtime-Deadline-Ms", str(invocation.deadline_ms)),
-            ("Lambda-Runtime-Invoked-Function-Arn", invocation.function_arn),
-            ("Lambda-Runtime-Trace-Id", invocation.trace_id),
-        ]
+        headers = (
+            "Content-Type: application/json\r\n"
+            f"Lambda-Runtime-Aws-Request-Id: {invocation.request_id}\r\n"
+            f"Lambda-Runtime-Deadline-Ms: {invocation.deadline_ms}\r\n"
+            f"Lambda-Runtime-Invoked-Function-Arn: {invocation.function_arn}\r\n"
+            f"Lambda-Runtime-Trace-Id: {invocation.trace_id}\r\n"
+        )
         if invocation.client_context is not None:
-            headers.append(("Lambda-Runtime-Client-Context", invocation.client_context))
+            headers += f"Lambda-Runtime-Client-Context: {invocation.client_context}\r\n"
         if invocation.cognito_identity is not None:
-            headers.append(("Lambda-Runtime-Cognito-Identity", invocation.cognito_identity))
+            headers += f"Lambda-Runtime-Cognito-Identity: {invocation.cognito_identity}\r\n"
         connection.respond(200, invocation.body, headers=headers)
 
     def _post(self, connection: _Connection, request: _Request, request_id: str, *,
@@ -495,22 +495,19 @@ class _Connection(asyncio.Protocol):
         status: int,
         body: bytes | memoryview,
         *,
-        headers: list[tuple[str, str]] | None = None,
+        headers: str = "Content-Type: application/json\r\n",
     ) -> None:
+        """Answer the request: ``headers`` are header lines, each ending in CRLF."""
         if not self.alive or self._transport is None:
             return
         if body is _ACCEPTED and not self._close_after:  # the hot path: a constant
             self._transport.write(_ACCEPTED_RESPONSE)
             return
-        text = f"HTTP/1.1 {status} {_STATUS_TEXT.get(status, 'Unknown')}\r\n"
-        if headers is None:
-            text += "Content-Type: application/json\r\n"
-        else:
-            text += "".join([f"{name}: {value}\r\n" for name, value in headers])
-        text += f"Content-Length: {len(body)}\r\n"
-        if self._close_after:
-            text += "Connection: close\r\n"
-        head = (text + "\r\n").encode("latin-1")
+        close = "Connection: close\r\n" if self._close_after else ""
+        head = (
+            f"HTTP/1.1 {status} {_STATUS_TEXT.get(status, 'Unknown')}\r\n{headers}"
+            f"Content-Length: {len(body)}\r\n{close}\r\n"
+        ).encode("latin-1")
         if len(body) <= 65536:
             self._write(head + bytes(body))
         else:
