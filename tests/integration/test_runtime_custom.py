@@ -18,9 +18,10 @@ from typing import Any
 import pytest
 import yaml
 from handlers.streams import support as s
+from structlog.testing import capture_logs
 
 from pumphouse.config import parse_config
-from pumphouse.devstack import KinesisMock
+from pumphouse.devstack import KinesisMock, MotoServer
 from pumphouse.errors import ConfigError
 from pumphouse.runtime import Outcome, Runtime
 from pumphouse.runtime import pool as pool_module
@@ -109,6 +110,56 @@ async def test_bootstrap_processes_a_kinesis_batch(
                 what="a successful invocation",
             )
     assert received() == [{"i": i} for i in range(5)]
+
+
+async def test_posted_errors_bisect_retry_and_reach_the_destination(
+    kinesis_mock: KinesisMock, moto_server: MotoServer, tmp_path: Path, unique_name: str
+) -> None:
+    """An error a custom runtime posts is a function error: the batch is bisected down to
+    the poison record, retried, and its failure record lands on the on-failure queue."""
+    out = tmp_path / "poison.jsonl"
+    async with (
+        s.client("kinesis", kinesis_mock.url) as kinesis,
+        s.client("sqs", moto_server.url) as sqs,
+    ):
+        arn = await s.create_stream(kinesis, unique_name, 1)
+        queue_url, queue_arn = await s.create_queue(sqs, f"{unique_name}-dlq")
+        put = await s.put_records(
+            kinesis, unique_name, [("p", {"i": i, "poison": i == 5}) for i in range(8)]
+        )
+        config = s.config_yaml(
+            settings=s.settings(state_store=f"sqlite:///{tmp_path}/state.db",
+                                kinesis_url=kinesis_mock.url, moto_url=moto_server.url),
+            functions={"f": custom("poison", Timeout=10, variables={"OUT_DIR": str(tmp_path)})},
+            mappings=[{
+                "FunctionName": "f", "EventSourceArn": arn, "StartingPosition": "TRIM_HORIZON",
+                "BatchSize": 8, "BisectBatchOnFunctionError": True, "MaximumRetryAttempts": 1,
+                "DestinationConfig": {"OnFailure": {"Destination": queue_arn}},
+            }],
+        )
+
+        def processed() -> set[int]:
+            if not out.exists():
+                return set()
+            batches = [json.loads(line) for line in out.read_text().splitlines()]
+            return {x["i"] for batch in batches if not any(x["poison"] for x in batch)
+                    for x in batch}
+
+        with capture_logs() as logs:
+            async with s.running(config) as service:
+                failures = await s.drain_queue(sqs, queue_url, expect=1)
+                await s.wait_for(lambda: processed() == set(range(8)) - {5},
+                                 what="every other record processed")
+                errors = s.metric(service, "pumphouse_invocations_total", function="f",
+                                  outcome="function_error")
+    reports = [e for e in logs if e["event"] == "REPORT" and e.get("function") == "f"]
+    assert {e.get("error_type") for e in reports} == {None, "RecordError"}
+    assert len(failures) == 1
+    info = failures[0]["KinesisBatchInfo"]
+    assert info["startSequenceNumber"] == put[5][1] == info["endSequenceNumber"]
+    assert failures[0]["requestContext"]["condition"] == "RetryAttemptsExhausted"
+    assert failures[0]["responseContext"]["functionError"] == "Unhandled"
+    assert errors >= 2
 
 
 async def test_init_error_is_reported_and_cached(make_runtime: MakeRuntime) -> None:
