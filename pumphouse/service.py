@@ -146,6 +146,8 @@ class Service:
         }
         if settings.PassEnvironment is not None:
             runtime_kwargs["pass_environment"] = list(settings.PassEnvironment)
+        if settings.NodeModulesPath is not None:
+            runtime_kwargs["node_modules"] = [self.config.resolve_path(settings.NodeModulesPath)]
         self.runtime = Runtime(functions, **runtime_kwargs)
         await self.runtime.start()
         self.aws = AwsClients(region=settings.Region, endpoints=settings.endpoint_urls())

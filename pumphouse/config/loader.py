@@ -40,6 +40,7 @@ from pumphouse.config.validation import (
     Loc,
     Problem,
     cross_problems,
+    did_you_mean,
     function_problems,
     mapping_problems,
     render,
@@ -282,6 +283,11 @@ class _Validation:
         if not isinstance(raw, dict) or any(not loc for loc, _ in errors):
             return None, frozenset()
         dropped = frozenset(str(loc[0]) for loc, _ in errors)
+        # A misspelt key stands for the key it resembles: rules about that key are moot.
+        dropped |= {
+            hint for key in dropped if key not in model.model_fields
+            and (hint := did_you_mean(key, model.model_fields)) is not None
+        }
         try:
             partial = model.model_validate({k: v for k, v in raw.items() if k not in dropped})
         except ValidationError:

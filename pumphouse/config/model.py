@@ -122,6 +122,7 @@ __all__ = [
     "FilterCriteria",
     "Function",
     "FunctionEnvironment",
+    "FunctionImageConfig",
     "FunctionResponseType",
     "KafkaConsumerOverrides",
     "KafkaConsumerSettings",
@@ -306,6 +307,9 @@ class Settings(ConfigModel):
     Endpoints: ServiceEndpoints = ServiceEndpoints()
     Kafka: KafkaConsumerSettings = KafkaConsumerSettings()
     """Kafka consumer settings for every Kafka mapping (a mapping can override them)."""
+    NodeModulesPath: str | None = None
+    """A ``node_modules`` directory searched for ``aws-lambda-ric`` (AWS's Node.js runtime
+    interface client) after a Node.js function's own ``CodeUri/node_modules``."""
     LeaseDurationSeconds: PositiveSeconds = 10.0
     """Shard leases (Kinesis, DynamoDB Streams) expire after this long unless renewed."""
     LogLevel: Annotated[_LogLevel, BeforeValidator(_upper)] = _LogLevel.INFO
@@ -361,21 +365,39 @@ class FunctionEnvironment(ConfigModel):
     """Environment variables of the function's worker processes."""
 
 
+class FunctionImageConfig(ConfigModel):
+    """A container-image function's process, as Lambda's ``ImageConfig``."""
+
+    EntryPoint: list[str] | None = None
+    Command: list[str] | None = None
+    WorkingDirectory: str | None = None
+
+
 class Function(ConfigModel):
     """A Lambda-style function: a handler and its execution limits."""
 
-    Handler: Annotated[str, AfterValidator(_check_handler)]
-    """``module.function``, as in Lambda (``app.handler``, ``package/module.handler``)."""
+    Handler: Annotated[str, AfterValidator(_check_handler)] | None = None
+    """``module.function``, as in Lambda (``app.handler``, ``package/module.handler``).
+    Optional with ``ImageConfig`` (its ``Command[0]`` is the handler)."""
     CodeUri: Annotated[str, Field(min_length=1)] = "."
     """Directory holding the handler's code, relative to the configuration file."""
-    Runtime: Annotated[str, regex_check(r"python3\.\d{1,2}", "a Python runtime (python3.X)")] = (
-        "python3.11"
-    )
+    Runtime: Annotated[
+        str,
+        regex_check(
+            r"python3\.\d{1,2}|nodejs(18|20|22)\.x|provided(\.al2|\.al2023)?",
+            "a supported runtime (python3.X, nodejs18.x/20.x/22.x, provided.al2023, "
+            "provided.al2, provided)",
+        ),
+    ] = "python3.11"
+    """``python3.X`` runs in pumphouse's own worker; ``nodejs*`` through AWS's Node.js
+    runtime interface client (``aws-lambda-ric``); ``provided*`` runs the executable
+    ``bootstrap`` in ``CodeUri``, which speaks Lambda's Runtime API."""
     MemorySize: Annotated[Int, Field(ge=128, le=10240)] = 128
     """Memory limit in MB; a worker that exceeds it is killed (out of memory)."""
     Timeout: Annotated[Int, Field(ge=1, le=900)] = 3
     """Seconds an invocation may run before its worker is killed."""
     Environment: FunctionEnvironment = FunctionEnvironment()
+    ImageConfig: FunctionImageConfig | None = None
     ReservedConcurrentExecutions: Annotated[Int, Field(ge=0)] | None = None
     """Most concurrent invocations of this function (0 stops it). Default: no limit of
     its own, only Settings.MaxConcurrency."""
@@ -397,8 +419,11 @@ class Function(ConfigModel):
     @property
     def code_path(self) -> Path:
         """``CodeUri`` resolved against the configuration file's directory."""
+        return self._resolved(self.CodeUri)
+
+    def _resolved(self, path: str) -> Path:
         base = self._base_dir if self._base_dir is not None else Path.cwd()
-        return (base / self.CodeUri).resolve()
+        return (base / path).resolve()
 
     def role_arn(self, settings: Settings) -> str:
         return self.Role if self.Role is not None else settings.role_arn()
@@ -407,9 +432,16 @@ class Function(ConfigModel):
         """The runtime's view of this function."""
         from pumphouse.runtime import FunctionSpec
 
+        image = self.ImageConfig or FunctionImageConfig()
+        command = tuple(image.Command or ())
         return FunctionSpec(
             name=name,
-            handler=self.Handler,
+            handler=self.Handler or (command[0] if command else ""),
+            entry_point=tuple(image.EntryPoint or ()),
+            command=command,
+            working_directory=(
+                None if image.WorkingDirectory is None else self._resolved(image.WorkingDirectory)
+            ),
             code_uri=self.code_path,
             runtime=self.Runtime,
             memory_size=self.MemorySize,
