@@ -39,6 +39,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    SecretStr,
     ValidationInfo,
     WithJsonSchema,
     model_validator,
@@ -66,6 +67,7 @@ __all__ = [
     "DEFAULT_REGION",
     "DEFAULT_STATE_STORE",
     "AmazonManagedKafkaEventSourceConfig",
+    "ApiCredential",
     "Config",
     "DestinationConfig",
     "EventSourceMapping",
@@ -170,6 +172,10 @@ def _check_host_port(value: str) -> str:
 def _check_listen_address(value: str) -> str:
     parse_host_port(value, allow_port_zero=True)  # port 0: any free port (tests)
     return value
+
+
+def _check_api_address(value: str) -> str:
+    return value if value == "" else _check_listen_address(value)  # "": API off
 
 
 def _check_endpoint_url(value: str) -> str:
@@ -507,6 +513,15 @@ class KafkaConsumerOverrides(ConfigModel):
     """``PLAINTEXT``, ``SSL``, ``SASL_PLAINTEXT`` or ``SASL_SSL`` (see ``Settings.Kafka``)."""
 
 
+class ApiCredential(ConfigModel):
+    """A key pair allowed to call the event-source-mapping API (SigV4, as AWS clients
+    sign). Give the values as ``${VAR}`` references: they never appear in logs, errors
+    or ``/mappings``."""
+
+    AccessKeyId: Annotated[str, Field(min_length=1, max_length=128)]
+    SecretAccessKey: Annotated[SecretStr, Field(min_length=1)]
+
+
 class Settings(ConfigModel):
     """Service-wide settings. Every one is optional."""
 
@@ -540,6 +555,11 @@ class Settings(ConfigModel):
     """Kafka consumer settings for every Kafka mapping (a mapping can override them)."""
     LeaseDurationSeconds: PositiveSeconds = 10.0
     """Shard leases (Kinesis, DynamoDB Streams) expire after this long unless renewed."""
+    ApiAddress: Annotated[str, AfterValidator(_check_api_address)] = "127.0.0.1:9401"
+    """``host:port`` of Lambda's event-source-mapping API (``aws lambda
+    --endpoint-url``); ``""`` turns it off. It starts only with ``ApiCredentials``."""
+    ApiCredentials: list[ApiCredential] = []
+    """Key pairs that may call the API (``[{AccessKeyId, SecretAccessKey}]``)."""
     LogLevel: Annotated[_LogLevel, BeforeValidator(_upper)] = _LogLevel.INFO
     LogFormat: Annotated[_LogFormat, BeforeValidator(_lower)] = _LogFormat.AUTO
     """``json``, ``console`` or ``auto`` (console on a terminal, JSON otherwise)."""

@@ -96,6 +96,15 @@ class Metrics:
             registry=r,
         )
 
+        self.api_requests = Counter(
+            "pumphouse_api_requests_total",
+            "Requests to the event-source-mapping API, by operation (CreateEventSourceMapping, "
+            "..., Unknown) and code (OK, or the AWS error code answered, such as "
+            "InvalidSignatureException).",
+            ["operation", "code"],
+            registry=r,
+        )
+
         # --- runtime ---------------------------------------------------------------
         self.invocations = Counter(
             "pumphouse_invocations_total",
