@@ -11,6 +11,6 @@ What a change does to the running mappings is :mod:`pumphouse.live`'s.
 """
 
 from pumphouse.api.auth import SignatureVerifier
-from pumphouse.api.server import ApiServer, MappingControl
+from pumphouse.api.server import ApiServer, MappingControl, start_api
 
-__all__ = ["ApiServer", "MappingControl", "SignatureVerifier"]
+__all__ = ["ApiServer", "MappingControl", "SignatureVerifier", "start_api"]

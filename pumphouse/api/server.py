@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import unquote
 
 import orjson
@@ -45,10 +45,14 @@ from pumphouse.api.shapes import (
     mapping_configuration,
     update_parameters,
 )
+from pumphouse.errors import PumphouseError
 from pumphouse.telemetry.http import parse_address
 from pumphouse.telemetry.metrics import Metrics
 
-__all__ = ["ApiServer", "MappingControl"]
+if TYPE_CHECKING:
+    from pumphouse.config import Settings
+
+__all__ = ["ApiServer", "MappingControl", "start_api"]
 
 log = structlog.get_logger("pumphouse.api")
 _T = TypeVar("_T")
@@ -94,6 +98,43 @@ class MappingControl(Protocol):
 
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+async def start_api(
+    *, control: MappingControl, settings: Settings, metrics: Metrics
+) -> ApiServer | None:
+    """Serve the API as ``settings`` say; ``None`` (said once in the log) when it is off
+    (``ApiAddress: ""``) or has no ``ApiCredentials`` to accept."""
+    if not settings.ApiAddress:
+        log.info("event-source-mapping API off (Settings.ApiAddress is empty)")
+        return None
+    if not settings.ApiCredentials:
+        log.warning(
+            "event-source-mapping API not started: Settings.ApiCredentials is empty "
+            "(every request must be signed with one of its key pairs)",
+            address=settings.ApiAddress,
+        )
+        return None
+    verifier = SignatureVerifier(
+        {c.AccessKeyId: c.SecretAccessKey.get_secret_value() for c in settings.ApiCredentials},
+        region=settings.Region,
+    )
+    server = ApiServer(
+        control=control, verifier=verifier, address=settings.ApiAddress, metrics=metrics
+    )
+    try:
+        await server.start()
+    except OSError as err:
+        raise PumphouseError(
+            f"cannot serve the event-source-mapping API on {settings.ApiAddress}: "
+            f"{err.strerror or err}"
+        ) from err
+    log.info(
+        "event-source-mapping API started",
+        address=f"{server.host}:{server.port}",
+        keys=len(settings.ApiCredentials),
+    )
+    return server
 
 
 class ApiServer:

@@ -1,0 +1,375 @@
+"""The event-source-mapping API with boto3's own ``lambda`` client, against the real
+service in-process and moto's SQS: mappings created, listed, updated, disabled,
+enabled and deleted while the service runs, and every error as botocore's own class.
+
+boto3 is synchronous: its calls run in a thread (``api``), so that the service on this
+event loop answers them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import yaml
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import ClientError
+from test_sqs_support import (
+    HANDLERS,
+    REGION,
+    create_queue,
+    delivered,
+    eventually,
+    handler_log,
+    metric,
+    queue_arn,
+    queue_counts,
+    running,
+    send_bodies,
+    sqs_client,
+    sqs_pollers,
+)
+
+from pumphouse.config import Config, parse_config
+from pumphouse.service import Service
+
+pytestmark = pytest.mark.slow
+
+KEY, SECRET = "AKIDAPITESTS", "api-secret-never-logged"
+
+
+def api_config(tmp_path: Path, endpoint: str, *, mappings: list[dict[str, Any]] = ()) -> Config:  # type: ignore[assignment]  # an empty tuple default
+    document = {
+        "Settings": {
+            "StateStore": f"sqlite:///{tmp_path / 'state.db'}",
+            "MetricsAddress": "127.0.0.1:0",
+            "ApiAddress": "127.0.0.1:0",
+            "ApiCredentials": [{"AccessKeyId": KEY, "SecretAccessKey": SECRET}],
+            "ShutdownTimeoutSeconds": 5,
+            "Region": REGION,
+            "Endpoints": {"Sqs": endpoint},
+        },
+        "Functions": {
+            name: {
+                "Handler": "sqs_handlers.record",
+                "CodeUri": str(HANDLERS),
+                "Timeout": 10,
+                "Environment": {"Variables": {"OUT_DIR": str(tmp_path), **variables}},
+            }
+            for name, variables in (("orders", {}), ("slow", {"SLEEP": "1.5"}))
+        },
+        "EventSourceMappings": list(mappings),
+    }
+    return parse_config(yaml.safe_dump(document), base_dir=tmp_path)
+
+
+def lambda_client(service: Service, *, key: str = KEY, secret: str = SECRET) -> Any:
+    assert service.api is not None
+    return boto3.client(
+        "lambda",
+        endpoint_url=f"http://127.0.0.1:{service.api.port}",
+        region_name=REGION,
+        aws_access_key_id=key,
+        aws_secret_access_key=secret,
+        config=BotoConfig(retries={"max_attempts": 1}),
+    )
+
+
+async def api(call: Callable[..., Any], **kwargs: Any) -> Any:
+    return await asyncio.to_thread(call, **kwargs)
+
+
+#: One receive loop (no duplicates from moto) with 1 s long polls: a long poll abandoned
+#: when a mapping stops is over (on moto's side too) a second later.
+SHORT_POLLS = sqs_pollers(initial_pollers=1, max_pollers=1, max_wait_seconds=1)
+
+
+@pytest.fixture
+async def service(tmp_path: Path, moto_server: Any) -> AsyncIterator[Service]:
+    async with running(api_config(tmp_path, moto_server.url), factory=SHORT_POLLS) as svc:
+        yield svc
+
+
+async def test_create_an_sqs_mapping_while_running_and_see_messages_processed(
+    tmp_path: Path, moto_server: Any, service: Service, unique_name: str
+) -> None:
+    client = lambda_client(service)
+    async with sqs_client(moto_server.url) as sqs:
+        url = await create_queue(sqs, unique_name)
+        await send_bodies(sqs, url, [f"m{i}" for i in range(5)])
+        created = await api(
+            client.create_event_source_mapping,
+            FunctionName="orders",
+            EventSourceArn=queue_arn(unique_name),
+            BatchSize=5,
+            Tags={"team": "orders"},
+        )
+        assert created["ResponseMetadata"]["HTTPStatusCode"] == 202
+        assert created["State"] == "Creating"
+        uuid = created["UUID"]
+        assert created["EventSourceMappingArn"] == (
+            f"arn:aws:lambda:{REGION}:000000000000:event-source-mapping:{uuid}"
+        )
+        assert created["FunctionArn"] == f"arn:aws:lambda:{REGION}:000000000000:function:orders"
+        assert created["BatchSize"] == 5
+        assert created["MaximumBatchingWindowInSeconds"] == 0
+        assert created["LastModified"].timestamp() > 0  # epoch seconds, parsed by botocore
+        await eventually(
+            lambda: sorted(r["body"] for r in delivered(tmp_path, "orders"))
+            == [f"m{i}" for i in range(5)],
+            what="the five messages processed",
+        )
+        got = await api(client.get_event_source_mapping, UUID=uuid)
+        assert got["State"] == "Enabled"
+        assert got["LastProcessingResult"] == "OK"
+        tags = await api(client.list_tags, Resource=created["EventSourceMappingArn"])
+        assert tags["Tags"] == {"team": "orders"}
+        await api(client.tag_resource, Resource=created["EventSourceMappingArn"], Tags={"a": "1"})
+        await api(
+            client.untag_resource, Resource=created["EventSourceMappingArn"], TagKeys=["team"]
+        )
+        tags = await api(client.list_tags, Resource=created["EventSourceMappingArn"])
+        assert tags["Tags"] == {"a": "1"}
+    views = {v["UUID"]: v for v in service.mapping_views()}
+    assert views[uuid]["State"] == "Enabled"
+    labels = {"operation": "CreateEventSourceMapping", "code": "OK"}
+    assert metric(service, "pumphouse_api_requests_total", **labels) == 1
+
+
+async def test_list_paginates_with_botocore_paginator(
+    service: Service, unique_name: str
+) -> None:
+    client = lambda_client(service)
+    created = set()
+    for i in range(25):
+        reply = await api(
+            client.create_event_source_mapping,
+            FunctionName="orders",
+            EventSourceArn=queue_arn(f"{unique_name}-{i}"),
+            Enabled=False,
+        )
+        assert reply["State"] == "Creating"
+        created.add(reply["UUID"])
+
+    def pages() -> list[list[str]]:
+        paginator = client.get_paginator("list_event_source_mappings")
+        return [
+            [m["UUID"] for m in page["EventSourceMappings"]]
+            for page in paginator.paginate(
+                FunctionName="orders", PaginationConfig={"PageSize": 10}
+            )
+        ]
+
+    found = await asyncio.to_thread(pages)
+    assert [len(p) for p in found] == [10, 10, 5]
+    assert {u for p in found for u in p} == created
+    first = await api(client.list_event_source_mappings, MaxItems=10)
+    assert len(first["EventSourceMappings"]) == 10 and "NextMarker" in first
+    by_arn = await api(
+        client.list_event_source_mappings, EventSourceArn=queue_arn(f"{unique_name}-3")
+    )
+    assert [m["EventSourceArn"] for m in by_arn["EventSourceMappings"]] == [
+        queue_arn(f"{unique_name}-3")
+    ]
+    assert all(m["State"] == "Disabled" for p in [first["EventSourceMappings"]] for m in p)
+
+
+async def test_update_batch_size_and_filter_live(
+    tmp_path: Path, moto_server: Any, service: Service, unique_name: str
+) -> None:
+    client = lambda_client(service)
+    async with sqs_client(moto_server.url) as sqs:
+        url = await create_queue(sqs, unique_name)
+        uuid = (
+            await api(
+                client.create_event_source_mapping,
+                FunctionName="orders",
+                EventSourceArn=queue_arn(unique_name),
+                BatchSize=1,
+            )
+        )["UUID"]
+        await send_bodies(sqs, url, ["a1", "a2"])
+        await eventually(lambda: len(delivered(tmp_path, "orders")) == 2, what="first two")
+        await eventually(
+            lambda: service.statuses[uuid].state.value == "Enabled", what="enabled again"
+        )
+        pattern = json.dumps({"body": {"kind": [{"prefix": "keep"}]}})
+        updated = await api(
+            client.update_event_source_mapping,
+            UUID=uuid,
+            BatchSize=10,
+            MaximumBatchingWindowInSeconds=1,
+            FilterCriteria={"Filters": [{"Pattern": pattern}]},
+        )
+        assert updated["ResponseMetadata"]["HTTPStatusCode"] == 202
+        assert updated["State"] == "Updating"
+        assert updated["BatchSize"] == 10
+        await eventually(
+            lambda: service.statuses[uuid].state.value == "Enabled", what="enabled again"
+        )
+        kinds = ["keep-1", "drop-1", "keep-2", "keep-3"]
+        await send_bodies(sqs, url, [json.dumps({"kind": kind}) for kind in kinds])
+        await eventually(lambda: len(delivered(tmp_path, "orders")) == 5, what="three more")
+        await eventually(lambda: _empty(sqs, url), what="the filtered-out one deleted")
+        entries = handler_log(tmp_path, "orders")
+        assert [len(e["records"]) for e in entries[:2]] == [1, 1]
+        later = sorted(json.loads(r["body"])["kind"] for e in entries[2:] for r in e["records"])
+        assert later == ["keep-1", "keep-2", "keep-3"]
+        got = await api(client.get_event_source_mapping, UUID=uuid)
+        assert json.loads(got["FilterCriteria"]["Filters"][0]["Pattern"]) == json.loads(pattern)
+
+
+async def test_disable_stops_draining_and_enable_resumes(
+    tmp_path: Path, moto_server: Any, service: Service, unique_name: str
+) -> None:
+    client = lambda_client(service)
+    async with sqs_client(moto_server.url) as sqs:
+        url = await create_queue(sqs, unique_name)
+        uuid = (
+            await api(
+                client.create_event_source_mapping,
+                FunctionName="orders",
+                EventSourceArn=queue_arn(unique_name),
+            )
+        )["UUID"]
+        await send_bodies(sqs, url, ["before"])
+        await eventually(lambda: len(delivered(tmp_path, "orders")) == 1, what="first message")
+        disabled = await api(client.update_event_source_mapping, UUID=uuid, Enabled=False)
+        assert disabled["State"] == "Disabling"
+        await eventually(
+            lambda: service.statuses[uuid].state.value == "Disabled", what="disabled"
+        )
+        assert (await api(client.get_event_source_mapping, UUID=uuid))["State"] == "Disabled"
+        await asyncio.sleep(1.5)  # the long poll the stop abandoned is over on moto's side
+        await send_bodies(sqs, url, ["while-disabled-1", "while-disabled-2"])
+        # The queue keeps them: nothing receives while the mapping is disabled.
+        assert await queue_counts(sqs, url) == (2, 0)
+        assert len(delivered(tmp_path, "orders")) == 1
+        enabled = await api(client.update_event_source_mapping, UUID=uuid, Enabled=True)
+        assert enabled["State"] == "Enabling"
+        await eventually(lambda: len(delivered(tmp_path, "orders")) == 3, what="resumed")
+        await eventually(lambda: _empty(sqs, url), what="queue drained")
+
+
+async def _empty(sqs: Any, url: str) -> bool:
+    return await queue_counts(sqs, url) == (0, 0)
+
+
+async def test_delete_stops_polling_and_removes_the_metric_series(
+    tmp_path: Path, moto_server: Any, service: Service, unique_name: str
+) -> None:
+    client = lambda_client(service)
+    async with sqs_client(moto_server.url) as sqs:
+        url = await create_queue(sqs, unique_name)
+        uuid = (
+            await api(
+                client.create_event_source_mapping,
+                FunctionName="orders",
+                EventSourceArn=queue_arn(unique_name),
+            )
+        )["UUID"]
+        await send_bodies(sqs, url, ["one"])
+        await eventually(lambda: len(delivered(tmp_path, "orders")) == 1, what="processed")
+        label = service.statuses[uuid].label
+        series = {"mapping": label, "function": "orders", "source": "sqs"}
+        assert metric(service, "pumphouse_polled_events_total", **series) == 1
+        deleted = await api(client.delete_event_source_mapping, UUID=uuid)
+        assert deleted["ResponseMetadata"]["HTTPStatusCode"] == 202
+        assert deleted["State"] == "Deleting"
+        await eventually(lambda: uuid not in service.statuses, what="gone from /mappings")
+        await asyncio.sleep(1.5)  # the long poll the stop abandoned is over on moto's side
+        with pytest.raises(client.exceptions.ResourceNotFoundException):
+            await api(client.get_event_source_mapping, UUID=uuid)
+        await send_bodies(sqs, url, ["after"])
+        assert await queue_counts(sqs, url) == (1, 0)
+        assert len(delivered(tmp_path, "orders")) == 1
+        assert service.metrics.registry.get_sample_value(
+            "pumphouse_polled_events_total", series
+        ) is None
+        listed = await api(client.list_event_source_mappings)
+        assert uuid not in [m["UUID"] for m in listed["EventSourceMappings"]]
+
+
+async def test_errors_are_botocores_own_exception_classes(
+    tmp_path: Path, moto_server: Any, service: Service, unique_name: str
+) -> None:
+    client = lambda_client(service)
+    with pytest.raises(client.exceptions.InvalidParameterValueException) as bad:
+        await api(
+            client.create_event_source_mapping,
+            FunctionName="orders",
+            EventSourceArn=queue_arn(unique_name),
+            BatchSize=20000,
+        )
+    assert "BatchSize: 20000 is above the maximum 10000" in str(bad.value)
+    with pytest.raises(client.exceptions.InvalidParameterValueException) as bad:
+        await api(
+            client.create_event_source_mapping,
+            FunctionName="orders",
+            EventSourceArn=f"arn:aws:kinesis:{REGION}:000000000000:stream/{unique_name}",
+        )
+    assert "StartingPosition: required for Kinesis" in str(bad.value)
+    with pytest.raises(client.exceptions.ResourceNotFoundException, match="nope"):
+        await api(
+            client.create_event_source_mapping,
+            FunctionName="nope",
+            EventSourceArn=queue_arn(unique_name),
+        )
+    with pytest.raises(client.exceptions.ResourceNotFoundException):
+        await api(client.get_event_source_mapping, UUID="6f1c52bc-0000-4000-8000-000000000000")
+    with pytest.raises(client.exceptions.ResourceNotFoundException):
+        await api(client.delete_event_source_mapping, UUID="6f1c52bc-0000-4000-8000-000000000000")
+    first = await api(
+        client.create_event_source_mapping,
+        FunctionName="slow",
+        EventSourceArn=queue_arn(unique_name),
+    )
+    with pytest.raises(client.exceptions.ResourceConflictException) as conflict:
+        await api(
+            client.create_event_source_mapping,
+            FunctionName="slow",
+            EventSourceArn=queue_arn(unique_name),
+        )
+    assert first["UUID"] in str(conflict.value)
+
+    # In use: an update waits for the in-flight batch (the handler sleeps 1.5 s).
+    async with sqs_client(moto_server.url) as sqs:
+        url = await create_queue(sqs, unique_name)
+        await send_bodies(sqs, url, ["slow"])
+        await eventually(
+            lambda: metric(
+                service,
+                "pumphouse_polled_events_total",
+                mapping=service.statuses[first["UUID"]].label,
+                function="slow",
+                source="sqs",
+            )
+            == 1,
+            what="the slow batch in flight",
+        )
+        await api(client.update_event_source_mapping, UUID=first["UUID"], BatchSize=3)
+        with pytest.raises(client.exceptions.ResourceInUseException, match="Updating"):
+            await api(client.update_event_source_mapping, UUID=first["UUID"], BatchSize=4)
+        with pytest.raises(client.exceptions.ResourceInUseException):
+            await api(client.delete_event_source_mapping, UUID=first["UUID"])
+        await eventually(lambda: len(delivered(tmp_path, "slow")) == 1, what="slow batch done")
+        await eventually(lambda: _empty(sqs, url), what="slow message deleted")
+
+    with pytest.raises(ClientError) as refused:
+        await api(lambda_client(service, secret="wrong").list_event_source_mappings)
+    assert refused.value.response["Error"]["Code"] == "InvalidSignatureException"
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    with pytest.raises(ClientError) as refused:
+        await api(lambda_client(service, key="AKIDUNKNOWN").list_event_source_mappings)
+    assert refused.value.response["Error"]["Code"] == "UnrecognizedClientException"
+    assert metric(
+        service,
+        "pumphouse_api_requests_total",
+        operation="ListEventSourceMappings",
+        code="InvalidSignatureException",
+    ) == 1
