@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,7 @@ from pumphouse.service import Service
 pytestmark = pytest.mark.slow
 
 KEY, SECRET = "AKIDAPITESTS", "api-secret-never-logged"
+MISSING = "6f1c52bc-0000-4000-8000-000000000000"
 
 
 def api_config(tmp_path: Path, endpoint: str, *, mappings: list[dict[str, Any]] = ()) -> Config:  # type: ignore[assignment]  # an empty tuple default
@@ -321,9 +324,9 @@ async def test_errors_are_botocores_own_exception_classes(
             EventSourceArn=queue_arn(unique_name),
         )
     with pytest.raises(client.exceptions.ResourceNotFoundException):
-        await api(client.get_event_source_mapping, UUID="6f1c52bc-0000-4000-8000-000000000000")
+        await api(client.get_event_source_mapping, UUID=MISSING)
     with pytest.raises(client.exceptions.ResourceNotFoundException):
-        await api(client.delete_event_source_mapping, UUID="6f1c52bc-0000-4000-8000-000000000000")
+        await api(client.delete_event_source_mapping, UUID=MISSING)
     first = await api(
         client.create_event_source_mapping,
         FunctionName="slow",
@@ -373,3 +376,147 @@ async def test_errors_are_botocores_own_exception_classes(
         operation="ListEventSourceMappings",
         code="InvalidSignatureException",
     ) == 1
+
+
+# --- the AWS CLI ---------------------------------------------------------------------
+
+
+async def aws(service: Service, tmp_path: Path, *args: str) -> tuple[int, Any, str]:
+    """``aws lambda ARGS --endpoint-url ...``: (exit status, parsed JSON output, stderr)."""
+    assert service.api is not None
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_CONFIG_FILE": str(tmp_path / "aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "aws-credentials"),
+        "AWS_MAX_ATTEMPTS": "1",
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "awscli",
+        "lambda",
+        *args,
+        "--endpoint-url",
+        f"http://127.0.0.1:{service.api.port}",
+        "--output",
+        "json",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    out, err = await proc.communicate()
+    text = out.decode()
+    return proc.returncode or 0, json.loads(text) if text.strip() else None, err.decode()
+
+
+async def test_the_aws_cli_manages_mappings_while_the_service_runs(
+    tmp_path: Path, moto_server: Any, service: Service, unique_name: str
+) -> None:
+    async with sqs_client(moto_server.url) as sqs:
+        url = await create_queue(sqs, unique_name)
+        await send_bodies(sqs, url, ["cli-1", "cli-2"])
+        code, created, err = await aws(
+            service,
+            tmp_path,
+            "create-event-source-mapping",
+            "--function-name",
+            "orders",
+            "--event-source-arn",
+            queue_arn(unique_name),
+            "--batch-size",
+            "2",
+        )
+        assert code == 0, err
+        uuid = created["UUID"]
+        assert created["State"] == "Creating"
+        await eventually(lambda: len(delivered(tmp_path, "orders")) == 2, what="processed")
+
+        code, _, err = await aws(
+            service,
+            tmp_path,
+            "create-event-source-mapping",
+            "--function-name",
+            "orders",
+            "--event-source-arn",
+            queue_arn(unique_name),
+        )
+        assert code != 0
+        assert "(ResourceConflictException)" in err and uuid in err
+        code, _, err = await aws(service, tmp_path, "get-event-source-mapping", "--uuid", MISSING)
+        assert code != 0 and "(ResourceNotFoundException)" in err
+
+        pattern = json.dumps({"body": {"kind": ["keep"]}})
+        code, updated, err = await aws(
+            service,
+            tmp_path,
+            "update-event-source-mapping",
+            "--uuid",
+            uuid,
+            "--batch-size",
+            "10",
+            "--filter-criteria",
+            json.dumps({"Filters": [{"Pattern": pattern}]}),
+        )
+        assert code == 0, err
+        assert updated["State"] == "Updating" and updated["BatchSize"] == 10
+        await eventually(lambda: service.statuses[uuid].state.value == "Enabled", what="updated")
+
+        code, disabled, err = await aws(
+            service, tmp_path, "update-event-source-mapping", "--uuid", uuid, "--no-enabled"
+        )
+        assert code == 0, err
+        assert disabled["State"] == "Disabling"
+        await eventually(lambda: service.statuses[uuid].state.value == "Disabled", what="off")
+        await asyncio.sleep(1.5)  # the long poll the stop abandoned is over on moto's side
+        await send_bodies(sqs, url, [json.dumps({"kind": "keep"}), json.dumps({"kind": "no"})])
+        assert await queue_counts(sqs, url) == (2, 0)
+        code, enabled, err = await aws(
+            service, tmp_path, "update-event-source-mapping", "--uuid", uuid, "--enabled"
+        )
+        assert code == 0 and enabled["State"] == "Enabling", err
+        await eventually(lambda: len(delivered(tmp_path, "orders")) == 3, what="resumed")
+        await eventually(lambda: _empty(sqs, url), what="filtered one deleted too")
+
+        for i in range(24):  # 25 with the one above
+            await api(
+                lambda_client(service).create_event_source_mapping,
+                FunctionName="orders",
+                EventSourceArn=queue_arn(f"{unique_name}-{i}"),
+                Enabled=False,
+            )
+        pages: list[list[str]] = []
+        token: list[str] = []
+        while True:
+            code, page, err = await aws(
+                service,
+                tmp_path,
+                "list-event-source-mappings",
+                "--function-name",
+                "orders",
+                "--max-items",
+                "10",
+                *token,
+            )
+            assert code == 0, err
+            pages.append([m["UUID"] for m in page["EventSourceMappings"]])
+            if "NextToken" not in page:
+                break
+            token = ["--starting-token", page["NextToken"]]
+        assert [len(p) for p in pages] == [10, 10, 5]
+        assert uuid in {u for p in pages for u in p}
+
+        code, deleted, err = await aws(
+            service, tmp_path, "delete-event-source-mapping", "--uuid", uuid
+        )
+        assert code == 0 and deleted["State"] == "Deleting", err
+        await eventually(lambda: uuid not in service.statuses, what="deleted")
+        await asyncio.sleep(1.5)  # the long poll the stop abandoned is over on moto's side
+        await send_bodies(sqs, url, [json.dumps({"kind": "keep"})])
+        assert await queue_counts(sqs, url) == (1, 0)
+        code, functions, err = await aws(service, tmp_path, "list-functions")
+        assert code == 0, err
+        assert [f["FunctionName"] for f in functions["Functions"]] == ["orders", "slow"]
+        assert all("Environment" not in f for f in functions["Functions"])
