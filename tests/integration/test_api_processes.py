@@ -290,7 +290,7 @@ def test_two_replicas_on_redis_agree_after_changes_through_each(
         barrier.wait()
         try:
             client.update_event_source_mapping(UUID=uuid, **change)
-        except BaseException as err:  # noqa: BLE001 - collected and asserted below
+        except BaseException as err:  # collected and asserted below
             errors.append(err)
 
     threads = [
