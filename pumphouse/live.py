@@ -172,6 +172,8 @@ class LiveMappings:
         self._tasks.append(asyncio.create_task(self._link_stop(), name="live-mappings:stop"))
 
     async def stop(self) -> None:
+        """Stop following the store; tell every mapping to stop and let the changes in
+        progress finish their drain (bounded). The service then waits for the pollers."""
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -179,6 +181,9 @@ class LiveMappings:
                 await task
         for running in self._running.values():
             running.stopping.set()
+        converging = [t for t in self._converging.values() if not t.done()]
+        if converging:
+            await asyncio.wait(converging, timeout=self.drain_timeout + 5)
 
     async def _link_stop(self) -> None:
         await self._service_stopping.wait()
@@ -192,6 +197,8 @@ class LiveMappings:
                 await self.refresh()
             except StateStoreError as err:
                 log.warning("cannot read the API's mappings; retrying", error=str(err))
+            except Exception:  # never stop following: the next change must still apply
+                log.exception("applying the API's mappings failed; retrying")
 
     # -- desired set -------------------------------------------------------------------
     async def refresh(self, *, force: bool = False) -> None:
@@ -317,6 +324,8 @@ class LiveMappings:
                             log.info("mapping deleted", uuid=uuid, mapping=have.mapping.label)
                             continue
                     assert want is not None
+                    if self._service_stopping.is_set():
+                        break  # shutting down: drained, and nothing new starts
                     stopping = asyncio.Event()
                     status, task = self._start_mapping(want.mapping, self.config, stopping)
                     self._running[uuid] = _Running(

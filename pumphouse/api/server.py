@@ -109,7 +109,7 @@ async def start_api(
         log.info("event-source-mapping API off (Settings.ApiAddress is empty)")
         return None
     if not settings.ApiCredentials:
-        log.warning(
+        log.info(
             "event-source-mapping API not started: Settings.ApiCredentials is empty "
             "(every request must be signed with one of its key pairs)",
             address=settings.ApiAddress,

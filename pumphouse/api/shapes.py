@@ -66,11 +66,29 @@ def _refuse(body: dict[str, Any], names: frozenset[str], why: str) -> None:
         raise InvalidParameterValue(f"{', '.join(found)}: {why}")
 
 
+def _check_secret_references(body: dict[str, Any]) -> None:
+    """Through the API, access configurations name Secrets Manager secrets only, as in
+    Lambda. ``env:`` and ``file:`` references read pumphouse's own environment and
+    files: the configuration file's operator may use them, an API caller may not (a
+    mapping to a broker of the caller's choice would send it their values)."""
+    configurations = body.get("SourceAccessConfigurations")
+    if not isinstance(configurations, list):
+        return
+    for index, item in enumerate(configurations):
+        uri = item.get("URI") if isinstance(item, dict) else None
+        if isinstance(uri, str) and not uri.startswith("arn:"):
+            raise InvalidParameterValue(
+                f"SourceAccessConfigurations[{index}].URI: the API accepts Secrets Manager "
+                "secret ARNs only (env: and file: references are for the configuration file)"
+            )
+
+
 def create_parameters(body: Any) -> tuple[dict[str, Any], dict[str, str]]:
     """A ``CreateEventSourceMapping`` body → (mapping parameters, tags)."""
     body = _check_object(body)
     _refuse(body, UNSUPPORTED, "not supported by pumphouse")
     _refuse(body, _NOT_IN_API, "not a parameter of CreateEventSourceMapping")
+    _check_secret_references(body)
     tags = body.pop("Tags", None) or {}
     if not isinstance(tags, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in tags.items()
@@ -84,6 +102,7 @@ def update_parameters(body: Any) -> dict[str, Any]:
     params = _check_object(body)
     _refuse(params, UNSUPPORTED, "not supported by pumphouse")
     _refuse(params, CREATE_ONLY | _NOT_IN_API, "not a parameter of UpdateEventSourceMapping")
+    _check_secret_references(params)
     return params
 
 
