@@ -168,6 +168,9 @@ class LiveMappings:
     async def start(self) -> None:
         """Load the stored mappings, start every desired one, and follow the store."""
         await self.refresh(force=True)
+        # Nothing runs yet, so this only starts pollers: every mapping has its status
+        # (``/mappings``, ``/readyz``) when the service reports it started.
+        await asyncio.gather(*self._converging.values())
         self._tasks.append(asyncio.create_task(self._follow(), name="live-mappings:follow"))
         self._tasks.append(asyncio.create_task(self._link_stop(), name="live-mappings:stop"))
 
