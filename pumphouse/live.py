@@ -112,7 +112,6 @@ class _Desired:
     mapping: EventSourceMapping
     content: str
     record: StoredMapping | None
-    from_file: bool
     last_modified: float
 
 
@@ -230,26 +229,23 @@ class LiveMappings:
                     )
                 record = None
             if record is None:
-                desired[uuid] = self._entry(mapping, None, from_file=True)
+                desired[uuid] = self._entry(mapping, None)
             elif not record.deleted:
                 parsed = self._parse_stored(record)
                 if parsed is not None:
-                    desired[uuid] = self._entry(parsed, record, from_file=True)
+                    desired[uuid] = self._entry(parsed, record)
         for record in stored.values():
             if record.origin == "api" and not record.deleted:
                 parsed = self._parse_stored(record)
                 if parsed is not None:
-                    desired[record.uuid] = self._entry(parsed, record, from_file=False)
+                    desired[record.uuid] = self._entry(parsed, record)
         return desired
 
-    def _entry(
-        self, mapping: EventSourceMapping, record: StoredMapping | None, *, from_file: bool
-    ) -> _Desired:
+    def _entry(self, mapping: EventSourceMapping, record: StoredMapping | None) -> _Desired:
         return _Desired(
             mapping=mapping,
             content=_content(mapping),
             record=record,
-            from_file=from_file,
             last_modified=record.last_modified if record is not None else self.started_at,
         )
 
@@ -320,6 +316,7 @@ class LiveMappings:
                         self._transitions.setdefault(uuid, DELETING if want is None else UPDATING)
                         await self._drain(have)
                         del self._running[uuid]
+                        want = self._desired.get(uuid)  # it may have changed meanwhile
                         if want is None or want.mapping.label != have.mapping.label:
                             self.metrics.forget_mapping(have.mapping.label)
                         if want is None:
