@@ -253,11 +253,13 @@ class LiveMappings:
         try:
             return self._validate(record.spec)
         except ConfigError as err:
-            log.error(
-                "a stored mapping is no longer valid; not running it",
-                uuid=record.uuid,
-                problems=err.problems,
-            )
+            if ("invalid", f"{record.uuid}@{record.version}") not in self._warned:
+                self._warned.add(("invalid", f"{record.uuid}@{record.version}"))
+                log.error(
+                    "a stored mapping is no longer valid; not running it",
+                    uuid=record.uuid,
+                    problems=err.problems,
+                )
             return None
 
     def _validate(self, spec: dict[str, Any]) -> EventSourceMapping:
@@ -411,9 +413,15 @@ class LiveMappings:
                 ) from None
             raise InvalidParameterValue("; ".join(err.problems)) from None
 
-    def _check_conflict(self, mapping: EventSourceMapping, *, uuid: str | None) -> None:
+    def _check_conflict(
+        self,
+        mapping: EventSourceMapping,
+        *,
+        uuid: str | None,
+        among: dict[str, _Desired] | None = None,
+    ) -> None:
         key = _source_key(mapping)
-        for other_uuid, other in self._desired.items():
+        for other_uuid, other in (self._desired if among is None else among).items():
             if other_uuid != uuid and _source_key(other.mapping) == key:
                 source = mapping.EventSourceArn or f"Kafka topic {','.join(mapping.Topics or [])}"
                 raise ResourceConflict(
@@ -432,6 +440,7 @@ class LiveMappings:
         self._transitions[uuid] = CREATING
         try:
             await self._write(record, expected_version=0)
+            await self._check_created(mapping, uuid)
         except BaseException:
             self._transitions.pop(uuid, None)
             raise
@@ -439,6 +448,22 @@ class LiveMappings:
         self._converge_soon(uuid)
         log.info("mapping created through the API", uuid=uuid, function=mapping.function_name)
         return self._view(uuid, state=CREATING)
+
+    async def _check_created(self, mapping: EventSourceMapping, uuid: str) -> None:
+        """Two replicas creating the same function and source at once both pass the
+        check before writing; the store, read after the write, sees every write that
+        came before ours. Whoever sees another takes its own back (possibly both: each
+        caller gets ResourceConflictException and may retry), so two never stay."""
+        try:
+            records = await self.store.mappings.list()
+        except StateStoreError as err:
+            raise ServiceError(f"the state store did not answer: {err}") from err
+        try:
+            self._check_conflict(mapping, uuid=uuid, among=self._desired_from(records))
+        except ResourceConflict:
+            with contextlib.suppress(StateStoreError, VersionConflict):
+                await self.store.mappings.delete(uuid, expected_version=1)
+            raise
 
     async def get_mapping(self, uuid: str) -> MappingView:
         await self._fresh()

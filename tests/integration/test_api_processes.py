@@ -310,6 +310,31 @@ def test_two_replicas_on_redis_agree_after_changes_through_each(
 
     eventually(agree, what="both replicas agreeing on both changes")
 
+    # The same function and source created through both at once: never two mappings.
+    for round_ in range(3):
+        queue = queue_arn(f"{unique_name}-race-{round_}")
+        barrier = threading.Barrier(2)
+        outcomes: list[str] = []
+
+        def create(replica: Replica, queue: str = queue) -> None:
+            client = replica.client()
+            barrier.wait()
+            try:
+                client.create_event_source_mapping(FunctionName="orders", EventSourceArn=queue)
+                outcomes.append("created")
+            except client.exceptions.ResourceConflictException:
+                outcomes.append("conflict")
+
+        threads = [threading.Thread(target=create, args=(r,)) for r in (one, two)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(outcomes) in (["conflict", "created"], ["conflict", "conflict"])
+        for replica in (one, two):
+            found = replica.client().list_event_source_mappings(EventSourceArn=queue)
+            assert len(found["EventSourceMappings"]) == outcomes.count("created")
+
     one.client().delete_event_source_mapping(UUID=uuid)
     eventually(lambda: uuid not in two.mappings(), what="deleted on two")
     with pytest.raises(two.client().exceptions.ResourceNotFoundException):
