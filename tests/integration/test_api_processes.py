@@ -316,7 +316,12 @@ def test_two_replicas_on_redis_agree_after_changes_through_each(
         barrier = threading.Barrier(2)
         outcomes: list[str] = []
 
-        def create(replica: Replica, queue: str = queue) -> None:
+        def create(
+            replica: Replica,
+            queue: str = queue,
+            barrier: threading.Barrier = barrier,
+            outcomes: list[str] = outcomes,
+        ) -> None:
             client = replica.client()
             barrier.wait()
             try:
