@@ -205,9 +205,9 @@ class ApiServer:
                 )
                 key = self.verifier.verify(signed)
                 response = await handler(request)
-                log.info(
-                    "api request", operation=operation, status=response.status, access_key=key
-                )
+                # Changes at info (who changed what); reads, which paginators repeat, at debug.
+                emit = log.debug if operation.startswith(("Get", "List")) else log.info
+                emit("api request", operation=operation, status=response.status, access_key=key)
             except ApiError as err:
                 response = _error(err)
                 log.info(
