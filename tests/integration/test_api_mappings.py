@@ -59,12 +59,15 @@ def api_config(tmp_path: Path, endpoint: str, *, mappings: list[dict[str, Any]] 
         },
         "Functions": {
             name: {
-                "Handler": "sqs_handlers.record",
+                "Handler": handler,
                 "CodeUri": str(HANDLERS),
                 "Timeout": 10,
                 "Environment": {"Variables": {"OUT_DIR": str(tmp_path), **variables}},
             }
-            for name, variables in (("orders", {}), ("slow", {"SLEEP": "1.5"}))
+            for name, handler, variables in (
+                ("orders", "sqs_handlers.record", {}),
+                ("gated", "sqs_handlers.gated", {"GATE": str(tmp_path / "gate")}),
+            )
         },
         "EventSourceMappings": list(mappings),
     }
@@ -330,39 +333,59 @@ async def test_errors_are_botocores_own_exception_classes(
         await api(client.delete_event_source_mapping, UUID=MISSING)
     first = await api(
         client.create_event_source_mapping,
-        FunctionName="slow",
+        FunctionName="gated",
         EventSourceArn=queue_arn(unique_name),
     )
     with pytest.raises(client.exceptions.ResourceConflictException) as conflict:
         await api(
             client.create_event_source_mapping,
-            FunctionName="slow",
+            FunctionName="gated",
             EventSourceArn=queue_arn(unique_name),
         )
     assert first["UUID"] in str(conflict.value)
+    with pytest.raises(client.exceptions.ResourceNotFoundException):
+        await api(client.get_function, FunctionName="nope")
+    got = await api(client.get_function, FunctionName="gated")
+    assert got["Configuration"]["Handler"] == "sqs_handlers.gated"
+    assert "Environment" not in got["Configuration"]
 
-    # In use: an update waits for the in-flight batch (the handler sleeps 1.5 s).
+    # In use: an update drains the in-flight batch first (held by the gate); meanwhile
+    # the mapping refuses other changes, and the other mappings run on.
     async with sqs_client(moto_server.url) as sqs:
         url = await create_queue(sqs, unique_name)
-        await send_bodies(sqs, url, ["slow"])
-        await eventually(
-            lambda: metric(
-                service,
-                "pumphouse_polled_events_total",
-                mapping=service.statuses[first["UUID"]].label,
-                function="slow",
-                source="sqs",
-            )
-            == 1,
-            what="the slow batch in flight",
+        other_url = await create_queue(sqs, f"{unique_name}-other")
+        other = await api(
+            client.create_event_source_mapping,
+            FunctionName="orders",
+            EventSourceArn=queue_arn(f"{unique_name}-other"),
         )
-        await api(client.update_event_source_mapping, UUID=first["UUID"], BatchSize=3)
+        await send_bodies(sqs, url, ["held"])
+        started = tmp_path / "gated.started"
+        await eventually(started.exists, what="the gated batch in flight")
+        updating = await api(client.update_event_source_mapping, UUID=first["UUID"], BatchSize=3)
+        assert updating["State"] == "Updating"
         with pytest.raises(client.exceptions.ResourceInUseException, match="Updating"):
             await api(client.update_event_source_mapping, UUID=first["UUID"], BatchSize=4)
         with pytest.raises(client.exceptions.ResourceInUseException):
             await api(client.delete_event_source_mapping, UUID=first["UUID"])
-        await eventually(lambda: len(delivered(tmp_path, "slow")) == 1, what="slow batch done")
-        await eventually(lambda: _empty(sqs, url), what="slow message deleted")
+        await send_bodies(sqs, other_url, ["meanwhile"])
+        await eventually(
+            lambda: [r["body"] for r in delivered(tmp_path, "orders")] == ["meanwhile"],
+            what="the other mapping processing during the drain",
+        )
+        still = await api(client.get_event_source_mapping, UUID=first["UUID"])
+        assert still["State"] == "Updating"
+        assert (await api(client.get_event_source_mapping, UUID=other["UUID"]))[
+            "State"
+        ] == "Enabled"
+        (tmp_path / "gate").touch()
+        await eventually(lambda: len(delivered(tmp_path, "gated")) == 1, what="held batch done")
+        await eventually(lambda: _empty(sqs, url), what="held message deleted")
+        await eventually(
+            lambda: service.statuses[first["UUID"]].state.value == "Enabled", what="restarted"
+        )
+        done = await api(client.get_event_source_mapping, UUID=first["UUID"])
+        assert (done["State"], done["BatchSize"]) == ("Enabled", 3)
 
     with pytest.raises(ClientError) as refused:
         await api(lambda_client(service, secret="wrong").list_event_source_mappings)
@@ -519,5 +542,5 @@ async def test_the_aws_cli_manages_mappings_while_the_service_runs(
         assert await queue_counts(sqs, url) == (1, 0)
         code, functions, err = await aws(service, tmp_path, "list-functions")
         assert code == 0, err
-        assert [f["FunctionName"] for f in functions["Functions"]] == ["orders", "slow"]
+        assert [f["FunctionName"] for f in functions["Functions"]] == ["gated", "orders"]
         assert all("Environment" not in f for f in functions["Functions"])
