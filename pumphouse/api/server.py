@@ -22,7 +22,6 @@ speaks HTTP, JSON and AWS's error shape, and counts requests in
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import unquote
@@ -46,7 +45,7 @@ from pumphouse.api.shapes import (
     update_parameters,
 )
 from pumphouse.errors import PumphouseError
-from pumphouse.telemetry.http import parse_address
+from pumphouse.telemetry.http import listening_port, parse_address
 from pumphouse.telemetry.metrics import Metrics
 
 if TYPE_CHECKING:
@@ -182,10 +181,7 @@ class ApiServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
         await site.start()
-        if self.port == 0:  # an ephemeral port (tests): report the real one
-            server = site._server  # aiohttp keeps the asyncio server private
-            if isinstance(server, asyncio.base_events.Server) and server.sockets:
-                self.port = int(server.sockets[0].getsockname()[1])
+        self.port = listening_port(site, self.port)
 
     async def stop(self) -> None:
         if self._runner is not None:
