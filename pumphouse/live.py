@@ -23,7 +23,7 @@ mapping's identity of content is its parameters as canonical JSON: when the desi
 content of a UUID differs from what runs, that mapping alone is converged, one change at
 a time (a per-UUID lock):
 
-* new: started (``Creating`` → ``Enabling`` → ``Enabled`` once its source answered);
+* new: started (``Creating`` → ``Enabled`` once its source answered);
 * changed: its poller is told to stop, its in-flight batches finish (bounded by
   ``ShutdownTimeoutSeconds``), checkpoints are flushed and leases released — exactly what a
   shutdown does — then it starts again with the new parameters (``Updating``; for a
@@ -162,6 +162,9 @@ class LiveMappings:
         self._revision: int | None = None
         self._warned: set[tuple[str, str]] = set()
         self._tasks: list[asyncio.Task[None]] = []
+        self._loaded = False
+        self._new: set[str] = set()
+        """Mappings that appeared while the service ran: ``Creating`` until enabled."""
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
@@ -170,6 +173,7 @@ class LiveMappings:
         # Nothing runs yet, so this only starts pollers: every mapping has its status
         # (``/mappings``, ``/readyz``) when the service reports it started.
         await asyncio.gather(*self._converging.values())
+        self._loaded = True
         self._tasks.append(asyncio.create_task(self._follow(), name="live-mappings:follow"))
         self._tasks.append(asyncio.create_task(self._link_stop(), name="live-mappings:stop"))
 
@@ -323,12 +327,17 @@ class LiveMappings:
                             self.metrics.forget_mapping(have.mapping.label)
                         if want is None:
                             self.statuses.pop(uuid, None)
+                            self._new.discard(uuid)
                             log.info("mapping deleted", uuid=uuid, mapping=have.mapping.label)
                             continue
                     assert want is not None
                     if self._service_stopping.is_set():
                         break  # shutting down: drained, and nothing new starts
                     stopping = asyncio.Event()
+                    if have is None and self._loaded:
+                        self._new.add(uuid)
+                    elif have is not None:
+                        self._new.discard(uuid)  # restarted: Enabling -> Enabled
                     status, task = self._start_mapping(want.mapping, self.config, stopping)
                     self._running[uuid] = _Running(
                         mapping=want.mapping,
@@ -373,6 +382,13 @@ class LiveMappings:
         shown = state or self._transitions.get(uuid)
         if shown is None:
             shown = status.state.value if status is not None else CREATING
+            if status is not None and uuid in self._new:
+                # A new mapping is Creating until its source answered, as in Lambda
+                # (Creating -> Enabled); a restarted one goes Enabling -> Enabled.
+                if status.state is MappingState.ENABLING:
+                    shown = CREATING
+                else:
+                    self._new.discard(uuid)
         return MappingView(
             mapping=mapping,
             state=shown,

@@ -118,6 +118,10 @@ async def test_create_an_sqs_mapping_while_running_and_see_messages_processed(
         assert created["ResponseMetadata"]["HTTPStatusCode"] == 202
         assert created["State"] == "Creating"
         uuid = created["UUID"]
+        assert (await api(client.get_event_source_mapping, UUID=uuid))["State"] in (
+            "Creating",  # until the queue answered
+            "Enabled",
+        )
         assert created["EventSourceMappingArn"] == (
             f"arn:aws:lambda:{REGION}:000000000000:event-source-mapping:{uuid}"
         )
