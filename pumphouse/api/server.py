@@ -40,6 +40,7 @@ from pumphouse.api.errors import (
 )
 from pumphouse.api.shapes import (
     MappingView,
+    check_tags,
     create_parameters,
     mapping_configuration,
     update_parameters,
@@ -257,10 +258,8 @@ class ApiServer:
 
     async def _tag(self, request: web.Request) -> web.Response:
         body = await _json_body(request)
-        tags = body.get("Tags") if isinstance(body, dict) else None
-        if not isinstance(tags, dict) or not tags:
-            raise InvalidParameterValue("Tags: expected a non-empty map of strings to strings")
-        await self.control.tag(_arn(request), {str(k): str(v) for k, v in tags.items()})
+        tags = check_tags(body.get("Tags") if isinstance(body, dict) else None)
+        await self.control.tag(_arn(request), tags)
         return web.Response(status=204)
 
     async def _untag(self, request: web.Request) -> web.Response:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MappingView",
+    "check_tags",
     "create_parameters",
     "mapping_arn",
     "mapping_configuration",
@@ -32,6 +33,7 @@ UNSUPPORTED: Final = frozenset(
     {"KMSKeyArn", "LoggingConfig", "Queues", "DocumentDBEventSourceConfig",
      "ProvisionedPollerConfig"}
 )
+MAX_TAGS: Final = 50
 #: What ``UpdateEventSourceMapping`` cannot change (Lambda's request has no such member).
 CREATE_ONLY: Final = frozenset(
     {"EventSourceArn", "StartingPosition", "StartingPositionTimestamp", "Topics",
@@ -89,12 +91,28 @@ def create_parameters(body: Any) -> tuple[dict[str, Any], dict[str, str]]:
     _refuse(body, UNSUPPORTED, "not supported by pumphouse")
     _refuse(body, _NOT_IN_API, "not a parameter of CreateEventSourceMapping")
     _check_secret_references(body)
-    tags = body.pop("Tags", None) or {}
+    return body, check_tags(body.pop("Tags", None) or {}, allow_empty=True)
+
+
+def check_tags(tags: Any, *, allow_empty: bool = False) -> dict[str, str]:
+    """Tags as Lambda accepts them: at most 50, keys of 1-128 and values of at most 256
+    characters, keys not starting with ``aws:``."""
     if not isinstance(tags, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in tags.items()
     ):
         raise InvalidParameterValue("Tags: expected a map of strings to strings")
-    return body, tags
+    if not tags and not allow_empty:
+        raise InvalidParameterValue("Tags: at least one tag is required")
+    if len(tags) > MAX_TAGS:
+        raise InvalidParameterValue(f"Tags: at most {MAX_TAGS} tags, got {len(tags)}")
+    for key, value in tags.items():
+        if not 1 <= len(key) <= 128 or key.lower().startswith("aws:"):
+            raise InvalidParameterValue(
+                f"Tags: key {key[:40]!r} must be 1-128 characters, not starting with 'aws:'"
+            )
+        if len(value) > 256:
+            raise InvalidParameterValue(f"Tags: the value of {key!r} is over 256 characters")
+    return dict(tags)
 
 
 def update_parameters(body: Any) -> dict[str, Any]:

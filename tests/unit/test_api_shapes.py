@@ -7,6 +7,7 @@ import pytest
 from pumphouse.api.errors import InvalidParameterValue
 from pumphouse.api.shapes import (
     MappingView,
+    check_tags,
     create_parameters,
     mapping_configuration,
     update_parameters,
@@ -85,3 +86,20 @@ def test_configuration_has_aws_names_types_and_defaults() -> None:
         "LastProcessingResult": "OK",
         "LastModified": 1700000000.25,
     }
+
+
+@pytest.mark.parametrize(
+    ("tags", "expected"),
+    [
+        ({}, "at least one tag"),
+        ({"k": 1}, "map of strings"),
+        ({f"k{i}": "v" for i in range(51)}, "at most 50 tags"),
+        ({"aws:owner": "x"}, "not starting with 'aws:'"),
+        ({"k" * 129: "x"}, "1-128 characters"),
+        ({"k": "v" * 257}, "over 256 characters"),
+    ],
+)
+def test_tags_are_checked_as_lambda_does(tags: object, expected: str) -> None:
+    with pytest.raises(InvalidParameterValue, match=expected):
+        check_tags(tags)
+    assert check_tags({"team": "orders"}) == {"team": "orders"}
