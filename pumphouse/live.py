@@ -169,6 +169,7 @@ class LiveMappings:
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
         """Load the stored mappings, start every desired one, and follow the store."""
+        await self._drop_stale_overrides()
         await self.refresh(force=True)
         # Nothing runs yet, so this only starts pollers: every mapping has its status
         # (``/mappings``, ``/readyz``) when the service reports it started.
@@ -190,6 +191,29 @@ class LiveMappings:
         converging = [t for t in self._converging.values() if not t.done()]
         if converging:
             await asyncio.wait(converging, timeout=self.drain_timeout + 5)
+
+    async def _drop_stale_overrides(self) -> None:
+        """Remove the overrides of file-defined mappings that the file changed or removed
+        since: the file's decision is the newer one, and reverting the file later must
+        not bring an old override back."""
+        for record in await self.store.mappings.list():
+            if record.origin != "file":
+                continue
+            mapping = self._file.get(record.uuid)
+            if mapping is not None and record.file_fingerprint == self._fingerprints[record.uuid]:
+                continue
+            with contextlib.suppress(VersionConflict):  # changed meanwhile: theirs to judge
+                await self.store.mappings.delete(record.uuid, expected_version=record.version)
+                self._warned.add((record.uuid, record.file_fingerprint or ""))
+                log.warning(
+                    "the configuration file changed this mapping since it was changed "
+                    "through the API: the file's definition applies"
+                    if mapping is not None
+                    else "the configuration file no longer has this mapping: its API "
+                    "changes are dropped",
+                    uuid=record.uuid,
+                    mapping=mapping.label if mapping is not None else None,
+                )
 
     async def _link_stop(self) -> None:
         await self._service_stopping.wait()

@@ -244,6 +244,20 @@ def test_api_changes_survive_restarts_until_the_file_changes(
     assert a in log
     assert SECRET not in log
 
+    # Reverting the edit does not bring the old override back; removing b from the file
+    # drops its tombstone, so adding it back later brings it back.
+    file_mappings[0]["BatchSize"] = 5
+    removed_b = file_mappings.pop(1)
+    fourth = replica().start()
+    listed = fourth.listed()
+    assert set(listed) == {a, c}
+    assert (listed[a]["BatchSize"], listed[a]["State"]) == (5, "Enabled")
+    fourth.stop()
+    file_mappings.append(removed_b)
+    fifth = replica().start()
+    assert set(fifth.listed()) == {a, b, c}
+    fifth.stop()
+
 
 def test_two_replicas_on_redis_agree_after_changes_through_each(
     tmp_path: Path,
