@@ -173,7 +173,7 @@ class LiveMappings:
         await self.refresh(force=True)
         # Nothing runs yet, so this only starts pollers: every mapping has its status
         # (``/mappings``, ``/readyz``) when the service reports it started.
-        await asyncio.gather(*self._converging.values())
+        await self.settled()
         self._loaded = True
         self._tasks.append(asyncio.create_task(self._follow(), name="live-mappings:follow"))
         self._tasks.append(asyncio.create_task(self._link_stop(), name="live-mappings:stop"))
@@ -191,6 +191,11 @@ class LiveMappings:
         converging = [t for t in self._converging.values() if not t.done()]
         if converging:
             await asyncio.wait(converging, timeout=self.drain_timeout + 5)
+
+    async def settled(self) -> None:
+        """Wait until every change in progress on this replica is applied."""
+        while self._converging:
+            await asyncio.gather(*self._converging.values())
 
     async def _drop_stale_overrides(self) -> None:
         """Remove the overrides of file-defined mappings that the file changed or removed
