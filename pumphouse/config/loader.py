@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -48,7 +48,7 @@ from pumphouse.config.validation import (
 )
 from pumphouse.errors import ConfigError
 
-__all__ = ["load_config", "parse_config"]
+__all__ = ["load_config", "parse_config", "parse_mapping"]
 
 SECTIONS = ("Settings", "Functions", "EventSourceMappings", "Dev")
 _SOURCE_KEYS = frozenset({"EventSourceArn", "SelfManagedEventSource"})
@@ -96,6 +96,28 @@ def parse_config(
         base_dir=Path.cwd() if base_dir is None else Path(base_dir),
         source=source,
     ).run(data)
+
+
+def parse_mapping(
+    raw: Any, *, settings: Settings, function_names: Collection[str], source: str = "request"
+) -> EventSourceMapping:
+    """Validate one mapping given as a dict (the API's requests) with the same rules and
+    messages as a mapping in a file; paths start at the mapping (``BatchSize: ...``).
+    ``${VAR}`` is not substituted: that is for files the operator writes. Raises
+    :class:`ConfigError` listing every problem."""
+    validation = _Validation(environ={}, base_dir=Path.cwd(), source=source)
+    mapping = validation.check_mapping_at((), raw, settings)
+    if mapping is not None:
+        validation.problems.extend(
+            (loc[2:], message)
+            for loc, message in cross_problems(
+                function_names=function_names, mappings=[(0, mapping)]
+            )
+            if loc[2:] != ("UUID",)
+        )
+    if validation.problems or mapping is None:
+        raise ConfigError(render(validation.problems), source=source)
+    return mapping
 
 
 # ---------------------------------------------------------------------------------------
@@ -316,7 +338,11 @@ class _Validation:
             self._add(function_problems(function), prefix, dropped)
 
     def _check_mapping(self, index: int, raw: Any, settings: Settings) -> EventSourceMapping | None:
-        prefix: Loc = ("EventSourceMappings", index)
+        return self.check_mapping_at(("EventSourceMappings", index), raw, settings)
+
+    def check_mapping_at(
+        self, prefix: Loc, raw: Any, settings: Settings
+    ) -> EventSourceMapping | None:
         mapping, dropped = self._validate(EventSourceMapping, raw, prefix)
         if mapping is None:
             return None

@@ -40,6 +40,7 @@ from pydantic import (
     BeforeValidator,
     Field,
     PrivateAttr,
+    SecretStr,
     ValidationInfo,
     model_validator,
 )
@@ -116,6 +117,7 @@ __all__ = [
     "DEFAULT_REGION",
     "DEFAULT_STATE_STORE",
     "AmazonManagedKafkaEventSourceConfig",
+    "ApiCredential",
     "Config",
     "DestinationConfig",
     "EventSourceMapping",
@@ -186,6 +188,10 @@ UUID_NAMESPACE: Final = uuid_module.UUID("5d3c2f0e-8d4b-5a51-9a43-70756d70686f")
 def _check_listen_address(value: str) -> str:
     parse_host_port(value, allow_port_zero=True)  # port 0: any free port (tests)
     return value
+
+
+def _check_api_address(value: str) -> str:
+    return value if value == "" else _check_listen_address(value)  # "": API off
 
 
 def _check_state_store(value: str) -> str:
@@ -276,6 +282,15 @@ def _lower(value: Any) -> Any:
     return value.lower() if isinstance(value, str) else value
 
 
+class ApiCredential(ConfigModel):
+    """A key pair allowed to call the event-source-mapping API (SigV4, as AWS clients
+    sign). Give the values as ``${VAR}`` references: they never appear in logs, errors
+    or ``/mappings``."""
+
+    AccessKeyId: Annotated[str, Field(min_length=1, max_length=128)]
+    SecretAccessKey: Annotated[SecretStr, Field(min_length=1)]
+
+
 class Settings(ConfigModel):
     """Service-wide settings. Every one is optional."""
 
@@ -312,6 +327,11 @@ class Settings(ConfigModel):
     interface client) after a Node.js function's own ``CodeUri/node_modules``."""
     LeaseDurationSeconds: PositiveSeconds = 10.0
     """Shard leases (Kinesis, DynamoDB Streams) expire after this long unless renewed."""
+    ApiAddress: Annotated[str, AfterValidator(_check_api_address)] = "127.0.0.1:9401"
+    """``host:port`` of Lambda's event-source-mapping API (``aws lambda
+    --endpoint-url``); ``""`` turns it off. It starts only with ``ApiCredentials``."""
+    ApiCredentials: list[ApiCredential] = []
+    """Key pairs that may call the API (``[{AccessKeyId, SecretAccessKey}]``)."""
     LogLevel: Annotated[_LogLevel, BeforeValidator(_upper)] = _LogLevel.INFO
     LogFormat: Annotated[_LogFormat, BeforeValidator(_lower)] = _LogFormat.AUTO
     """``json``, ``console`` or ``auto`` (console on a terminal, JSON otherwise)."""

@@ -12,7 +12,10 @@ import builtins
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from pumphouse.state.mappings import MappingStore
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -130,10 +133,12 @@ class LeaseManager(Protocol):
 
 
 class StateStore(Protocol):
-    """A checkpoint store and a lease manager sharing one backend."""
+    """A checkpoint store, a lease manager and the API's mappings sharing one backend."""
 
     checkpoints: CheckpointStore
     leases: LeaseManager
+    mappings: MappingStore
+    """Mappings created or changed through the API (:mod:`pumphouse.state.mappings`)."""
     kind: str
     """``"redis"`` or ``"sqlite"`` (also the ``store`` label of the metrics)."""
 

@@ -96,6 +96,15 @@ class Metrics:
             registry=r,
         )
 
+        self.api_requests = Counter(
+            "pumphouse_api_requests_total",
+            "Requests to the event-source-mapping API, by operation (CreateEventSourceMapping, "
+            "..., Unknown) and code (OK, or the AWS error code answered, such as "
+            "InvalidSignatureException).",
+            ["operation", "code"],
+            registry=r,
+        )
+
         # --- runtime ---------------------------------------------------------------
         self.invocations = Counter(
             "pumphouse_invocations_total",
@@ -282,6 +291,24 @@ class Metrics:
             [*_MAPPING, "kind"],
             registry=r,
         )
+
+
+    def forget_mapping(self, mapping: str) -> None:
+        """Remove every series of a deleted mapping (label ``mapping``), so that
+        ``/metrics`` lists only the live set and labels stay bounded."""
+        for collector in list(vars(self).values()):
+            if not isinstance(collector, Counter | Gauge | Histogram):
+                continue
+            children: set[tuple[str, ...]] = set()
+            for family in collector.collect():
+                for sample in family.samples:
+                    if sample.labels.get("mapping") == mapping:
+                        children.add(
+                            tuple(v for k, v in sample.labels.items() if k not in ("le",))
+                        )
+            for labels in children:
+                with contextlib.suppress(KeyError, ValueError):
+                    collector.remove(*labels)
 
 
 _lock = threading.Lock()
