@@ -1,11 +1,12 @@
-"""Recorded FilterCriteria outcomes and refused configurations, through pumphouse's
-filter compiler and configuration validation (pure; the SQS ones that involve deletes
-also run end to end in ``test_e2e.py``)."""
+"""Recorded FilterCriteria outcomes, refused configurations and partial batch responses,
+through pumphouse's filter compiler, configuration validation and response reading
+(pure; the SQS ones that involve deletes also run end to end in ``test_e2e.py``)."""
 
 from __future__ import annotations
 
 import base64
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +18,8 @@ from pumphouse.config import parse_config
 from pumphouse.errors import ConfigError
 from pumphouse.pollers import shapes
 from pumphouse.pollers.filtering import FilterPatternError, SourceKind, compile_filter_criteria
+from pumphouse.pollers.policy import AttemptOutcome, RetryPolicy, classify_invocation
+from pumphouse.pollers.responses import sqs_item_id
 
 
 def _sqs_record(body: str) -> dict[str, Any]:
@@ -129,3 +132,25 @@ def test_sqs_defaults_and_the_window_rule() -> None:
             base_dir=".",
         )
     assert facts["error"]["Message"] in str(caught.value)
+
+
+@pytest.mark.parametrize("case", params("response"))
+def test_sqs_partial_batch_response_is_read_as_aws_read_it(case: dict[str, Any]) -> None:
+    setup, facts = case["setup"], case["facts"]
+    policy = RetryPolicy.from_mapping(function_response_types=["ReportBatchItemFailures"])
+    if setup.get("raise"):
+        result = _Result(ok=False, payload=None, function_error="Unhandled")
+    else:
+        result = _Result(ok=True, payload=setup["response"])
+    attempt = classify_invocation(result, policy=policy, batch_ids=["m-1"], id_of=sqs_item_id)
+    expected = {"success": AttemptOutcome.SUCCESS, "whole_failure": AttemptOutcome.FAILED}
+    assert attempt.outcome is expected[facts["outcome"]]
+
+
+@dataclass(frozen=True)
+class _Result:
+    ok: bool
+    payload: Any
+    function_error: str | None = None
+    function_ran: bool = True
+    request_id: str | None = None
