@@ -361,19 +361,28 @@ async def test_partial_response_after_progress_has_a_fresh_retry_budget(
     assert failure[recorded["batch_info_key"]]["batchSize"] == recorded["batchSize"]
 
 
-async def test_kinesis_s3_failure_object_is_written_as_aws_writes_it(
-    kinesis_mock: KinesisMock, moto_server: MotoServer, tmp_path: Path, unique_name: str
+@pytest.mark.parametrize("scenario_id", ["kinesis.on_failure_s3", "dynamodb.on_failure_s3"])
+async def test_s3_failure_object_is_written_as_aws_writes_it(
+    scenario_id: str,
+    kinesis_mock: KinesisMock,
+    moto_server: MotoServer,
+    tmp_path: Path,
+    unique_name: str,
 ) -> None:
-    case = scenario("kinesis.on_failure_s3")
+    case = scenario(scenario_id)
     setup, facts = case["setup"], case["facts"]
     record_file = tmp_path / "records.jsonl"
     bucket = unique_name.lower().replace("_", "-")[:60]
     async with (
         s.client("kinesis", kinesis_mock.url) as kinesis,
+        s.client("dynamodb", moto_server.url) as ddb,
         s.client("s3", moto_server.url) as s3,
     ):
         await s3.create_bucket(Bucket=bucket)
-        arn = await _put_kinesis(kinesis, unique_name, setup["records"], {0})
+        if scenario_id.startswith("kinesis"):
+            arn = await _put_kinesis(kinesis, unique_name, setup["records"], {0})
+        else:
+            arn = await _put_dynamodb(ddb, unique_name, setup["records"], {0})
         config = _config(
             tmp_path,
             function=_function("stream_raise", record_file),
@@ -402,14 +411,14 @@ async def test_kinesis_s3_failure_object_is_written_as_aws_writes_it(
         raw = await (await s3.get_object(Bucket=bucket, Key=key))["Body"].read()
     body = json.loads(raw)
     assert re.fullmatch(
-        r"aws/lambda/[0-9a-f-]{36}/shardId-\d+/\d{4}/\d\d/\d\d/\d{4}-\d\d-\d\dT\d\d\.\d\d\.\d\d-[0-9a-f-]{36}",
+        r"aws/lambda/[0-9a-f-]{36}/shardId-[^/]+/\d{4}/\d\d/\d\d/\d{4}-\d\d-\d\dT\d\d\.\d\d\.\d\d-[0-9a-f-]{36}",
         key,
     )
     assert list(body) == facts["keys"]
     assert list(body["requestContext"]) == facts["requestContext_keys"]
     assert body["responseContext"] == facts["responseContext"]
     assert list(body["responseContext"]) == list(facts["responseContext"])
-    assert list(body["KinesisBatchInfo"]) == facts["batch_info_keys"]
+    assert list(body[facts["batch_info_key"]]) == facts["batch_info_keys"]
     assert body["requestContext"]["approximateInvokeCount"] == facts["approximateInvokeCount"]
     assert isinstance(body["payload"], str)
     payload = json.loads(body["payload"])
