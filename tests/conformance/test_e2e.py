@@ -23,6 +23,8 @@ from pumphouse.pollers.sqs import SqsPoller
 from pumphouse.service import PollerFactory, Service, poller_factory
 from pumphouse.telemetry.metrics import Metrics
 
+pytestmark = pytest.mark.slow
+
 HANDLERS = Path(__file__).resolve().parent.parent / "handlers" / "conformance"
 
 
