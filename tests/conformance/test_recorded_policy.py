@@ -5,7 +5,7 @@ failure records built by ``destinations`` as the pollers build them.
 The recorded handler's behaviour is replayed as the response it returned; the clock and
 the back-off sleeps are simulated, so a scenario that waited a minute on AWS runs here
 in microseconds. What a poller adds (reading, checkpointing, delivery) is covered end to
-end in ``test_e2e.py``.
+end in ``test_recorded_e2e.py``.
 """
 
 from __future__ import annotations

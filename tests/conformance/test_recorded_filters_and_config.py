@@ -1,6 +1,6 @@
 """Recorded FilterCriteria outcomes, refused configurations and partial batch responses,
 through pumphouse's filter compiler, configuration validation and response reading
-(pure; the SQS ones that involve deletes also run end to end in ``test_e2e.py``)."""
+(pure; the SQS ones that involve deletes also run end to end in ``test_recorded_e2e.py``)."""
 
 from __future__ import annotations
 
