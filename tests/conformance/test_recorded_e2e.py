@@ -281,6 +281,51 @@ async def test_sqs_failure_comes_back_after_the_visibility_timeout(
     assert [m["Body"] for m in dead] == [body] * dead_expected
 
 
+async def test_sqs_function_error_with_partial_responses_fails_the_whole_batch(
+    moto_server: MotoServer, tmp_path: Path, unique_name: str
+) -> None:
+    """The function raises (one body is not JSON) although the mapping reports batch item
+    failures: neither message is deleted, and both reach the queue's DLQ."""
+    case = scenario("sqs.rbif_function_error")
+    setup, facts = case["setup"], case["facts"]
+    record_file = tmp_path / "records.jsonl"
+    async with s.client("sqs", moto_server.url) as sqs:
+        dlq_url, dlq_arn = await _queue(sqs, f"{unique_name}-dlq")
+        url, arn = await _queue(
+            sqs,
+            unique_name,
+            VisibilityTimeout="2",
+            RedrivePolicy=json.dumps(
+                {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": setup["max_receive_count"]}
+            ),
+        )
+        await sqs.send_message_batch(
+            QueueUrl=url,
+            Entries=[{"Id": str(n), "MessageBody": b} for n, b in enumerate(setup["bodies"])],
+        )
+        config = _config(
+            tmp_path,
+            function=_function("sqs_fail_attempts", record_file, timeout=2),
+            mapping={
+                "EventSourceArn": arn,
+                "BatchSize": setup["batch_size"],
+                "FunctionResponseTypes": ["ReportBatchItemFailures"],
+            },
+            moto=moto_server,
+        )
+        async with _running(config):
+
+            async def settled() -> bool:
+                return await _counts(sqs, dlq_url) == (2, 0) and await _counts(sqs, url) == (0, 0)
+
+            await s.wait_for(settled, within=40, what="both messages in the DLQ")
+        dead = (await sqs.receive_message(QueueUrl=dlq_url, MaxNumberOfMessages=10))["Messages"]
+    expected = [b if isinstance(b, str) else json.dumps(b) for b in facts["dead_lettered"]]
+    assert sorted(m["Body"] for m in dead) == sorted(expected)
+    delivered = [r["body"] for line in _invocations(record_file) for r in line["records"]]
+    assert delivered.count(setup["bodies"][1]) == setup["max_receive_count"]
+
+
 # --- Kinesis and DynamoDB Streams ---------------------------------------------------
 
 
