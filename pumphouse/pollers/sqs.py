@@ -823,6 +823,7 @@ class SqsPoller:
         queue_arn = self._queue_arn
         region = self._region
         fifo = self._fifo
+        window = self._window
         # FIFO groups that must not go on in this receive (a message of theirs failed or
         # cannot be delivered), and the later messages of those groups, released at once
         # to wait behind it on the queue.
@@ -845,7 +846,9 @@ class SqsPoller:
                     group=group,
                 )
                 continue
-            record = sqs_record(message, queue_arn=queue_arn, region=region)
+            record = sqs_record(
+                message, queue_arn=queue_arn, region=region, batching_window=window
+            )
             if not filters.is_empty and not filters.matches(record):
                 filtered.append(message)
                 if self._body_filter and not _is_json(message.get("Body", "")):
