@@ -16,8 +16,8 @@ from conformance_support import params
 
 from pumphouse.config import parse_config
 from pumphouse.errors import ConfigError
+from pumphouse.patterns import FilterPatternError, SourceKind, compile_filter_criteria
 from pumphouse.pollers import shapes
-from pumphouse.pollers.filtering import FilterPatternError, SourceKind, compile_filter_criteria
 from pumphouse.pollers.policy import AttemptOutcome, RetryPolicy, classify_invocation
 from pumphouse.pollers.responses import sqs_item_id
 
