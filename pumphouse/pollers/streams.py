@@ -188,6 +188,11 @@ from pumphouse.pollers.policy import (
     process_ordered_batch,
 )
 from pumphouse.pollers.responses import stream_item_id
+from pumphouse.pollers.stream_positions import (
+    checked_checkpoint,
+    current_checkpoints,
+    report_rejected,
+)
 from pumphouse.state import Checkpoint, Lease, LeaseInfo, retry_state
 
 if TYPE_CHECKING:
@@ -480,6 +485,8 @@ class StreamSource(abc.ABC):
     page_limit: int = 10000
     """``Limit`` of a ``GetRecords`` call."""
     stream_arn: str
+    created_at: float | None = None
+    """The stream's creation time, set by :meth:`describe` (kept with checkpoints)."""
 
     @abc.abstractmethod
     async def describe(self) -> None:
@@ -774,6 +781,11 @@ class ShardProcessor:
             except DataTrimmed as err:
                 self.ctx.metrics.source_error("get_shard_iterator", kind="trimmed")
                 self._bound.warning("checkpoint is past the retention period", error=str(err))
+                report_rejected(  # a position the stream no longer has: positions.py
+                    err, shard_id=self.shard_id, sequence_number=position.sequence_number,
+                    stream_created=self.source.created_at, metrics=self.ctx.metrics,
+                    logger=self._bound,
+                )  # fmt: skip
                 position = StartPosition("TRIM_HORIZON")
                 continue
             except SourceNotFound:
@@ -1209,6 +1221,7 @@ class ShardProcessor:
                 retries=dict(self.retries),
                 window=self.window.to_json() if self.window is not None else None,
                 shard_ended=ended,
+                stream_created=self.source.created_at,
             )
             store = self.ctx.state.checkpoints
             uuid = self.ctx.mapping.uuid
@@ -1387,6 +1400,10 @@ class StreamPoller(abc.ABC):
         except StateStoreError as err:
             ctx.status.problem(f"state store: {err}")
             return
+        # An earlier incarnation's checkpoints mean nothing here (positions.py).
+        self.checkpoints = current_checkpoints(
+            self.checkpoints, stream_created=self.source.created_at
+        )
         self.lineage.mark_ended(s for s, c in self.checkpoints.items() if c.shard_ended)
         for shard_id in self.owned:
             self.lineage.set_state(shard_id, ShardState.PROCESSING)
@@ -1537,6 +1554,10 @@ class StreamPoller(abc.ABC):
             self.lineage.set_state(shard_id, ShardState.DISCOVERED)
             self._spawn_release(lease)
             return
+        checkpoint, stale = checked_checkpoint(  # a position the stream no longer has
+            checkpoint, shard_id=shard_id, stream_created=self.source.created_at,
+            metrics=ctx.metrics, logger=self._bound,
+        )  # fmt: skip
         if checkpoint is not None and checkpoint.shard_ended:
             self.lineage.mark_ended([shard_id])
             self._spawn_release(lease)
@@ -1546,7 +1567,9 @@ class StreamPoller(abc.ABC):
             shard_id,
             lease=lease,
             checkpoint=checkpoint,
-            position=self._start_position(shard_id, checkpoint),
+            position=StartPosition("TRIM_HORIZON")
+            if stale
+            else self._start_position(shard_id, checkpoint),
         )
         task = asyncio.create_task(processor.run(), name=f"shard:{ctx.mapping.label}:{shard_id}")
         task.add_done_callback(lambda _: self.rediscover.set())  # wake the coordinator
