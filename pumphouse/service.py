@@ -115,6 +115,11 @@ class Service:
         ]
         if waiting:
             return False, "not started: " + ", ".join(sorted(waiting))
+        stalled = [
+            f"{s.label}: {stall.reason}" for s in self.statuses.values() if (stall := s.stall())
+        ]
+        if stalled:  # not ready, but alive: a restart would hide the stall (docs/reliability.md)
+            return False, "stalled: " + "; ".join(sorted(stalled))
         return True, "all enabled mappings started"
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -196,6 +201,7 @@ class Service:
             source=source,
             metrics=metrics,
         )
+        status.progress.stall_after = self.settings.StallAfterSeconds
         self.statuses[mapping.uuid] = status
         if not mapping.Enabled:
             status.set_state(MappingState.DISABLED, "User action")

@@ -598,6 +598,7 @@ class KafkaPoller:
 
     async def run(self) -> None:
         ctx = self.ctx
+        ctx.status.progress.work_noun = "partition"  # progress.py names what has work
         self.source = source = await self._resolve_source()
         self.framing = source.framing()
         self.log = self.log.bind(group=source.group_id)
@@ -724,6 +725,7 @@ class KafkaPoller:
 
     def _sample_lag(self) -> None:
         consumer = self.consumer
+        backlog: dict[str, bool] = {}  # what has work, for progress.py
         for tp, part in self.partitions.items():
             try:
                 high = consumer.highwater(tp)
@@ -739,6 +741,8 @@ class KafkaPoller:
             else:
                 continue
             self.metrics.offset_lag(part.key).set(max(0, high - position))
+            backlog[part.key] = high > position
+        self.ctx.status.progress.work_snapshot(backlog, time.time())
 
     # -- partitions ------------------------------------------------------------------
 

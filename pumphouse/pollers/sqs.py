@@ -1172,6 +1172,8 @@ class SqsPoller:
                 for name, gauge in gauges.items():
                     if name in attributes:
                         gauge.set(int(attributes[name]))
+                visible = int(attributes.get("ApproximateNumberOfMessages", 0))  # progress.py
+                self.ctx.status.progress.work("queue", visible > 0, time.time())
                 self._visibility_changed(attributes.get("VisibilityTimeout"))
             await self._sleep(self._sample_interval)
 

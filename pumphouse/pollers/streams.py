@@ -187,6 +187,7 @@ from pumphouse.pollers.policy import (
     classify_invocation,
     process_ordered_batch,
 )
+from pumphouse.pollers.progress import expected_share
 from pumphouse.pollers.responses import stream_item_id
 from pumphouse.pollers.stream_positions import (
     checked_checkpoint,
@@ -759,6 +760,9 @@ class ShardProcessor:
                     lanes[index].wake.set()
             if result.millis_behind is not None:
                 self._behind.set(result.millis_behind / 1000)
+            self.ctx.status.progress.work(  # has this shard work? (progress.py)
+                self.shard_id, bool(result.millis_behind or raws or self.buffered), time.time()
+            )
             if result.next_iterator is None:
                 self.shard_closed = True
                 self.caught_up_since = started
@@ -1332,6 +1336,10 @@ class StreamPoller(abc.ABC):
         self._bound = log.bind(mapping=mapping.label)
         self._last_listing = -math.inf
         self._releases: set[asyncio.Task[None]] = set()
+        self.share = 0
+        """Shards this replica should own at least (progress.py): floor(eligible/replicas)."""
+        ctx.status.progress.work_noun = "shard"
+        ctx.status.store_down_since = lambda: ctx.state.health.down_since
 
     # -- what a source provides ------------------------------------------------------------
 
@@ -1391,6 +1399,7 @@ class StreamPoller(abc.ABC):
                 self._bound.warning("listing shards failed", error=str(err))
         self._reap()
         await self._renew()
+        self._update_gauges()  # a lease lost in _renew stops counting at once
         uuid = ctx.mapping.uuid
         stop = ctx.stopping
         try:
@@ -1413,7 +1422,8 @@ class StreamPoller(abc.ABC):
         self._update_gauges()
 
     def _update_gauges(self) -> None:
-        owned = len(self.owned)
+        owned = sum(1 for item in self.owned.values() if not item.processor.lost.is_set())
+        self.ctx.status.progress.shards(owned=owned, expected=self.share, now=time.time())
         self.ctx.metrics.shards_owned.set(owned)
         self.ctx.metrics.pollers_active.set(owned)
         self.caller.set_limit(max(1, owned * self.lanes))
@@ -1426,6 +1436,7 @@ class StreamPoller(abc.ABC):
                 continue
             del self.owned[shard_id]
             self.ctx.metrics.forget_shard(shard_id)
+            self.ctx.status.progress.forget(shard_id)
             if task.cancelled():
                 continue
             error = task.exception()
@@ -1489,6 +1500,11 @@ class StreamPoller(abc.ABC):
             return
         prefix = len(self.lease_prefix)
         leases = {info.name[prefix:]: info for info in infos}
+        self.share = expected_share(  # progress.py: fewer owned than this is a stall
+            len(eligible),
+            {i.owner for s, i in leases.items() if i.owner and not i.expired and s in eligible},
+            me=ctx.replica_id,
+        )
         busy = set(self.owned)
         plan = plan_leases(
             me=ctx.replica_id,

@@ -12,7 +12,10 @@ import builtins
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from pumphouse.state.health import StoreHealth
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -141,6 +144,10 @@ class StateStore(Protocol):
     leases: LeaseManager
     kind: str
     """``"redis"`` or ``"sqlite"`` (also the ``store`` label of the metrics)."""
+    @property
+    def health(self) -> StoreHealth:
+        """Whether the last operation succeeded, and since when the store fails."""
+        ...
 
     async def ping(self) -> None:
         """Raise :class:`~pumphouse.errors.StateStoreError` when the store is unreachable."""
