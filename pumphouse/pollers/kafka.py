@@ -479,6 +479,23 @@ def _describe(err: BaseException) -> str:
     return text if text.startswith(name) else f"{name}: {text}"
 
 
+def _last_answer(consumer: Any, partitions: Mapping[Any, _Partition]) -> float | None:
+    """When the broker last answered a fetch of a partition being read (epoch seconds);
+    now when none is being read (all paused: the function is behind, not the broker)."""
+    reading = [tp for tp, part in partitions.items() if not part.lane.paused]
+    if not reading:
+        return time.time()
+    known: list[float] = []
+    for tp in reading:
+        try:
+            stamp = consumer.last_poll_timestamp(tp)
+        except AssertionError:  # aiokafka asserts it is assigned: being revoked
+            continue
+        if stamp is not None:
+            known.append(stamp / 1000.0)
+    return max(known) if known else None
+
+
 def _arrival(item: BatchItem) -> float:
     return item[0].timestamp / 1000.0
 
@@ -742,7 +759,9 @@ class KafkaPoller:
                 continue
             self.metrics.offset_lag(part.key).set(max(0, high - position))
             backlog[part.key] = high > position
-        self.ctx.status.progress.work_snapshot(backlog, time.time())
+        progress = self.ctx.status.progress
+        progress.work_snapshot(backlog, time.time())
+        progress.answered(_last_answer(consumer, self.partitions))  # broker reachable?
 
     # -- partitions ------------------------------------------------------------------
 

@@ -17,11 +17,14 @@ fewer shards than it should own   the mapping owns fewer shards than its share f
                                   ``grace`` seconds (leases lost and not taken back)
 state store unreachable           the store has failed every operation for ``grace``
                                   seconds (no checkpoint, no lease renewal)
+source unreachable                the source has not answered a read for ``grace`` seconds
+                                  (sources that report it: Kafka fetch responses, SQS
+                                  receives)
 ================================  ==========================================================
 
 ``grace`` is ``min(stall_after, 10 s)``: losing leases or the store is a fact, not a
 guess, so it is reported sooner than a quiet source. The first condition that holds wins
-in the order store → shards → work (the cause before its effect). "Since" is when
+in the order store → source → shards → work (the cause before its effect). "Since" is when
 progress stopped: the later of the last finished batch and the moment the work appeared
 (for the other two: when the shards went missing, when the store went down).
 
@@ -75,6 +78,7 @@ class ProgressTracker:
     _owned: int = 0
     _expected: int = 0
     _short_since: float | None = None
+    _answered: float | None = None
 
     @property
     def grace(self) -> float:
@@ -104,6 +108,11 @@ class ProgressTracker:
         """``key`` is not read by this mapping any more."""
         self._work.pop(key, None)
 
+    def answered(self, at: float | None) -> None:
+        """The source last answered a read at ``at`` (None: cannot tell now, e.g. every
+        partition is paused while the function catches up)."""
+        self._answered = at
+
     def shards(self, *, owned: int, expected: int, now: float) -> None:
         """How many shards the mapping owns and how many it should (its share)."""
         self._owned, self._expected = owned, expected
@@ -122,6 +131,9 @@ class ProgressTracker:
                 "renewed)",
                 since=store_down_since,
             )
+        answered = self._answered
+        if answered is not None and now - answered >= self.grace:
+            return Stall(reason="the source does not answer (no read succeeded)", since=answered)
         short = self._short_since
         if short is not None and now - short >= self.grace:
             return Stall(

@@ -1402,10 +1402,9 @@ class StreamPoller(abc.ABC):
         self._update_gauges()  # a lease lost in _renew stops counting at once
         uuid = ctx.mapping.uuid
         stop = ctx.stopping
-        try:
-            self.checkpoints = await retry_state(
-                lambda: ctx.state.checkpoints.list(uuid), what="list checkpoints", stop=stop
-            )
+        try:  # one attempt: the next cycle (a third of the lease) renews and tries again,
+            # so an outage loses the leases on time instead of blocking here (progress.py)
+            self.checkpoints = await ctx.state.checkpoints.list(uuid)
         except StateStoreError as err:
             ctx.status.problem(f"state store: {err}")
             return

@@ -183,3 +183,14 @@ def test_readyz_is_503_for_a_stalled_mapping_and_healthz_stays_200() -> None:
             return ready_answer.status, health_answer.status
 
     assert asyncio.run(endpoints()) == (503, 200)
+
+
+def test_a_source_that_stops_answering_is_a_stall_after_the_grace() -> None:
+    t = tracker(stall_after=60.0)
+    t.answered(100.0)
+    assert t.evaluate(109.0) is None
+    stall = t.evaluate(110.0)
+    assert stall is not None
+    assert (stall.reason, stall.since) == ("the source does not answer (no read succeeded)", 100.0)
+    t.answered(None)  # cannot tell (every partition paused): no verdict from it
+    assert t.evaluate(500.0) is None
