@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pumphouse.devstack import free_port
+from pumphouse.devstack import TansuBroker, free_port
 from pumphouse.service import Service
 
 LOOPBACK = "127.0.0.1"
@@ -181,3 +181,16 @@ def record_figures(case: str, **figures: Any) -> None:
     if path:
         with open(path, "a", encoding="utf-8") as out:
             out.write(json.dumps({"case": case, **figures}) + "\n")
+
+
+@dataclass
+class ProxiedTansu(TansuBroker):
+    """tansu that advertises a proxy's port: every client connection goes through it."""
+
+    advertised_port: int = 0
+
+    def command(self) -> list[str]:
+        args = super().command()
+        at = args.index("--advertised-listener-url")
+        args[at + 1] = f"tcp://{LOOPBACK}:{self.advertised_port}"
+        return args

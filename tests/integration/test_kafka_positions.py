@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from test_kafka_helpers import (
     create_topic,
+    delete_topic,
     kafka_config,
     mapping_labels,
     metric,
@@ -112,14 +113,3 @@ async def test_topic_deleted_and_recreated_under_a_running_consumer_starts_at_it
             assert resets == PARTITIONS
     finally:
         broker.stop()
-
-
-async def delete_topic(bootstrap: str, topic: str) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.delete_topics([topic])
-    finally:
-        await admin.close()
