@@ -233,3 +233,41 @@ async def test_kafka_topic_deleted_and_recreated(tmp_path: Path, unique_name: st
 def _labels(service: Service) -> dict[str, str]:
     view = service.mapping_views()[0]
     return {"mapping": view["Label"], "function": view["FunctionName"], "source": "kafka"}
+
+
+async def test_handler_timeouts_ooms_and_crashes_at_ten_percent_under_load(
+    tmp_path: Path, tansu: TansuBroker, unique_name: str
+) -> None:
+    """10 % of invocations time out, run out of memory, crash or raise; a failed batch
+    is retried until it succeeds (no retry limit): every record is processed, and a
+    record is never processed twice (failed invocations record nothing)."""
+    out = tmp_path / "records.jsonl"
+    faults = tmp_path / "faults.txt"
+    ledger = Ledger()
+    topic = f"{unique_name}-t"
+    await create_topic(tansu.bootstrap, topic, PARTITIONS)
+    config = kafka_config(
+        tmp_path, bootstrap=tansu.bootstrap, topic=topic, handler="faulty.handler",
+        env={"FAULTS_TO": str(faults), "FAULT_PERCENT": "10"}, timeout=1,
+        mapping={"BatchSize": BATCH}, settings={"StallAfterSeconds": 30},
+    )  # fmt: skip
+    started = time.monotonic()
+    async with running(config) as service:
+        watch = Watch(service).start()
+        await produce_now(tansu.bootstrap, topic, ledger, [f"r-{n}" for n in range(3000)])
+        await wait_for(lambda: not ledger.lost(delivered(out)), within=180, message="all")
+        elapsed = time.monotonic() - started
+        await healthy(watch)
+        await watch.stop()
+    kinds = faults.read_text().split() if faults.exists() else []
+    lost, duplicates = ledger.lost(delivered(out)), Ledger.duplicates(delivered(out))
+    assert len(set(kinds)) == 4, kinds  # each kind of fault happened
+    assert lost == []
+    assert duplicates == 0
+    assert any(o.result == "PROBLEM: Function call failed" for o in watch.seen)
+    assert not any(o.stalled for o in watch.seen)  # slowed down, never stalled
+    record_figures(
+        "Handler timeouts / OOM / crashes / errors at 10 % (3,000 records)",
+        produced=len(ledger.produced), lost=len(lost), duplicates=duplicates,
+        faults=len(kinds), seconds=round(elapsed, 1),
+    )  # fmt: skip
