@@ -113,6 +113,15 @@ class ProgressTracker:
         partition is paused while the function catches up)."""
         self._answered = at
 
+    def read_failed(self, now: float) -> None:
+        """A read of the source failed (the first failure in a row starts the clock)."""
+        if self._answered is None:
+            self._answered = now
+
+    def read_succeeded(self) -> None:
+        """A read of the source succeeded (for sources that report failures only)."""
+        self._answered = None
+
     def shards(self, *, owned: int, expected: int, now: float) -> None:
         """How many shards the mapping owns and how many it should (its share)."""
         self._owned, self._expected = owned, expected

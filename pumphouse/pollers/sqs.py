@@ -722,9 +722,11 @@ class SqsPoller:
                 except SourceError as err:
                     failures += 1
                     self.ctx.status.problem(str(err))
+                    self.ctx.status.progress.read_failed(time.time())  # progress.py
                     self._log.warning("receive failed", error=str(err), attempt=failures)
                     await self._sleep(_backoff(failures))
                     continue
+                self.ctx.status.progress.read_succeeded()
                 if failures:
                     failures = 0
                     self._log.info("receive recovered")

@@ -194,3 +194,13 @@ def test_a_source_that_stops_answering_is_a_stall_after_the_grace() -> None:
     assert (stall.reason, stall.since) == ("the source does not answer (no read succeeded)", 100.0)
     t.answered(None)  # cannot tell (every partition paused): no verdict from it
     assert t.evaluate(500.0) is None
+
+
+def test_read_failures_in_a_row_count_from_the_first() -> None:
+    t = tracker(stall_after=60.0)
+    t.read_failed(100.0)
+    t.read_failed(105.0)
+    stall = t.evaluate(110.0)
+    assert stall is not None and stall.since == 100.0
+    t.read_succeeded()
+    assert t.evaluate(110.0) is None
