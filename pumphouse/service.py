@@ -242,6 +242,8 @@ class Service:
                     str(err) if isinstance(err, PumphouseError) else f"{type(err).__name__}: {err}"
                 )
                 ctx.status.problem(message)
+                if isinstance(err, SourceError):  # the source failed it: no progress (progress.py)
+                    ctx.status.progress.read_failed(time.time())
                 ctx.metrics.restarts.inc()
                 if time.monotonic() - started_at > 60:
                     failures = 0  # it ran for a while: start backing off from scratch

@@ -720,6 +720,7 @@ class ShardProcessor:
                 await self._sleep(_backoff(errors))
                 continue
             errors = 0
+            self.ctx.status.progress.read_succeeded()  # the source answers (progress.py)
             raws = result.records
             if raws:
                 read_at = time.monotonic()

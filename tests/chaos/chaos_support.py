@@ -160,10 +160,13 @@ class Watch:
         return self
 
     async def stop(self) -> None:
+        """Stop sampling, after one last sample (what the service says now)."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+            self._task = None
+            self.seen.append(self.sample())
 
     def between(self, start: float, end: float) -> list[Observation]:
         return [o for o in self.seen if start <= o.at <= end]
