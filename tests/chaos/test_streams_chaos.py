@@ -161,3 +161,74 @@ async def test_dynamodb_table_recreated(
             watch2.first(lambda o: not o.stalled and o.ready, after=healed_at).at - healed_at, 1
         ),
     )  # fmt: skip
+
+
+async def test_a_replica_sigkilled(
+    kinesis_mock: KinesisMock, tmp_path: Path, unique_name: str
+) -> None:
+    """Two replicas on Redis, one (a ``pumphouse run`` process) SIGKILLed mid-stream: the
+    other takes its shard over from the checkpoint once the lease expires."""
+    from pumphouse.devstack import RedisServer
+
+    redis = RedisServer().start()
+    record_file = tmp_path / "records.jsonl"
+    ledger = Ledger()
+    settings = s.settings(state_store=redis.url, kinesis_url=kinesis_mock.url, lease_seconds=2.0)
+    settings["StallAfterSeconds"] = 4
+    try:
+        async with s.client("kinesis", kinesis_mock.url) as kinesis:
+            arn = await s.create_stream(kinesis, unique_name, 2)
+            config = s.config_yaml(
+                settings=settings,
+                functions={"f": s.function("recorder.handler", record_file, SLEEP_SECONDS="0.05")},
+                mappings=[{"FunctionName": "f", "EventSourceArn": arn,
+                           "StartingPosition": "TRIM_HORIZON", "BatchSize": BATCH}],
+            )  # fmt: skip
+            path = tmp_path / "pumphouse.yaml"
+            path.write_text(config)
+            stop = asyncio.Event()
+
+            async def produce() -> None:
+                n = 0
+                while not stop.is_set():
+                    items = [(f"k{(n + j) % 8}", {"k": f"k{(n + j) % 8}", "i": n + j})
+                             for j in range(10)]  # fmt: skip
+                    await s.put_records(kinesis, unique_name, items)
+                    ledger.produced.extend(str(n + j) for j in range(10))
+                    n += 10
+                    await asyncio.sleep(0.2)
+
+            async with s.running(config, replica_id="survivor") as survivor:
+                watch = Watch(survivor).start()
+                victim = s.ServiceProcess(path, log_path=tmp_path / "victim.log").start()
+                producer = asyncio.create_task(produce())
+                try:
+                    await s.wait_for(
+                        lambda: watch.sample().shards_owned == 1, within=30, what="a split"
+                    )
+                    await asyncio.sleep(3)
+                    fault_at = time.monotonic()
+                    victim.kill()
+                    await s.wait_for(
+                        lambda: watch.sample().shards_owned == 2, within=30, what="the takeover"
+                    )
+                    taken_over = time.monotonic() - fault_at
+                    await asyncio.sleep(2)
+                finally:
+                    stop.set()
+                    await producer
+                    victim.stop()
+                await s.wait_for(
+                    lambda: not ledger.lost(ids(record_file)), within=60, what="every record"
+                )
+                await watch.stop()
+    finally:
+        redis.stop()
+    lost, duplicates = ledger.lost(ids(record_file)), Ledger.duplicates(ids(record_file))
+    assert lost == []
+    assert duplicates <= BATCH  # the victim's one batch in flight on its one shard
+    assert not any(o.stalled for o in watch.seen)  # the survivor did its share throughout
+    record_figures(
+        "A replica SIGKILLed (two replicas, Redis)", produced=len(ledger.produced),
+        lost=len(lost), duplicates=duplicates, takeover_s=round(taken_over, 1),
+    )  # fmt: skip
