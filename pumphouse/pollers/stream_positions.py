@@ -4,6 +4,8 @@ poller (the rule and its cases: :mod:`pumphouse.pollers.positions`).
 * :func:`stream_created_at` reads the stream's creation time from a describe answer
   (Kinesis ``StreamCreationTimestamp``, DynamoDB Streams ``CreationRequestDateTime``);
   every checkpoint written carries it.
+* :func:`report_vanished` counts, once, a checkpoint whose shard the stream no longer
+  lists (its children, if any, start at ``TRIM_HORIZON`` as after any parent).
 * :func:`current_checkpoints` leaves out the checkpoints of an earlier incarnation of the
   stream, so that an old ``shard_ended`` never marks a new shard of the same id ended.
 * :func:`checked_checkpoint` decides, when a shard starts, whether its checkpoint can be
@@ -18,7 +20,7 @@ poller (the rule and its cases: :mod:`pumphouse.pollers.positions`).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 from pumphouse.pollers.positions import PositionReset, check_stream_checkpoint, report_reset
@@ -31,6 +33,7 @@ __all__ = [
     "checked_checkpoint",
     "current_checkpoints",
     "report_rejected",
+    "report_vanished",
     "stream_created_at",
 ]
 
@@ -69,6 +72,35 @@ def current_checkpoints(
         for shard, checkpoint in checkpoints.items()
         if _of_this_stream(checkpoint, stream_created)
     }
+
+
+def report_vanished(
+    checkpoints: Mapping[str, Checkpoint],
+    *,
+    listed: Collection[str],
+    reported: set[str],
+    metrics: MappingMetrics,
+    logger: Any,
+) -> None:
+    """Count, once per shard, a checkpoint whose shard is not in the stream any more
+    (retention removed it before it was read to its end): the records after the
+    checkpoint are gone; the shards that follow it start at ``TRIM_HORIZON``. Nothing is
+    judged before the stream's shards were listed once (``listed`` empty)."""
+    if not listed:
+        return
+    for shard_id, checkpoint in checkpoints.items():
+        if shard_id in listed or shard_id in reported or checkpoint.shard_ended:
+            continue
+        decision = check_stream_checkpoint(
+            shard_id=shard_id,
+            sequence_number=checkpoint.sequence_number,
+            checkpoint_stream_created=checkpoint.stream_created,
+            stream_created=None,
+            shard_in_stream=False,
+        )
+        if decision is not None:
+            reported.add(shard_id)
+            report_reset(decision, metrics=metrics, logger=logger)
 
 
 def checked_checkpoint(

@@ -193,6 +193,7 @@ from pumphouse.pollers.stream_positions import (
     checked_checkpoint,
     current_checkpoints,
     report_rejected,
+    report_vanished,
 )
 from pumphouse.state import Checkpoint, Lease, LeaseInfo, retry_state
 
@@ -1338,6 +1339,7 @@ class StreamPoller(abc.ABC):
         self._last_listing = -math.inf
         self._releases: set[asyncio.Task[None]] = set()
         self.share = 0
+        self._vanished: set[str] = set()
         """Shards this replica should own at least (progress.py): floor(eligible/replicas)."""
         ctx.status.progress.work_noun = "shard"
         ctx.status.store_down_since = lambda: ctx.state.health.down_since
@@ -1413,6 +1415,11 @@ class StreamPoller(abc.ABC):
         self.checkpoints = current_checkpoints(
             self.checkpoints, stream_created=self.source.created_at
         )
+        report_vanished(  # checkpoints of shards the stream no longer lists
+            self.checkpoints, reported=self._vanished,
+            listed={s for s, st in self.lineage.states.items() if st is not ShardState.RETIRED},
+            metrics=ctx.metrics, logger=self._bound,
+        )  # fmt: skip
         self.lineage.mark_ended(s for s, c in self.checkpoints.items() if c.shard_ended)
         for shard_id in self.owned:
             self.lineage.set_state(shard_id, ShardState.PROCESSING)

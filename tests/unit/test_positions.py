@@ -93,3 +93,37 @@ def test_commit_fence_drops_positions_recorded_under_another_generation() -> Non
     assert fence.admit({"p0": 500, "p1": 30}, (7, 1)) == (["p0"], ["p1"])
     fence.forget("p0")
     assert fence.admit({"p0": 500}, (1, 2)) == (["p0"], [])  # nothing recorded: not fenced
+
+
+def test_a_checkpoint_of_a_shard_no_longer_listed_is_counted_once() -> None:
+    from prometheus_client import CollectorRegistry
+    from structlog.testing import capture_logs
+
+    from pumphouse.pollers.stream_positions import report_vanished
+    from pumphouse.state import Checkpoint
+    from pumphouse.telemetry.metrics import MappingMetrics, Metrics
+
+    metrics = Metrics(CollectorRegistry())
+    mapping = MappingMetrics(metrics, mapping="m", function="f", source="kinesis")
+    checkpoints = {
+        "s-0": Checkpoint(sequence_number="5"),  # trimmed away before its end
+        "s-1": Checkpoint(sequence_number="9", shard_ended=True),  # read to its end
+        "s-2": Checkpoint(sequence_number="7"),  # still listed
+    }
+    reported: set[str] = set()
+    import structlog
+
+    logger = structlog.get_logger("test")
+    with capture_logs() as logs:
+        report_vanished(checkpoints, listed=set(), reported=reported, metrics=mapping, logger=logger)
+        assert reported == set()  # nothing listed yet: no verdict
+        for _ in range(2):
+            report_vanished(
+                checkpoints, listed={"s-2"}, reported=reported, metrics=mapping, logger=logger
+            )
+    assert reported == {"s-0"}
+    assert [entry["reason"] for entry in logs] == ["shard_not_in_stream"]
+    assert metrics.registry.get_sample_value(
+        "pumphouse_position_resets_total",
+        {"mapping": "m", "function": "f", "source": "kinesis", "reason": "shard_not_in_stream"},
+    ) == 1.0

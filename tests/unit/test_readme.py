@@ -72,6 +72,7 @@ def _listed_values(documentation: str) -> list[str]:
 
 
 def test_label_values_named_in_the_help_are_the_code_s_real_values() -> None:
+    from pumphouse.pollers.base import MappingState
     from pumphouse.pollers.positions import PositionReset
     from pumphouse.runtime.result import Outcome
 
@@ -80,3 +81,4 @@ def test_label_values_named_in_the_help_are_the_code_s_real_values() -> None:
     assert _listed_values(metrics.position_resets._documentation) == [
         r.value for r in PositionReset
     ]
+    assert _listed_values(metrics.mapping_state._documentation) == [s.value for s in MappingState]
