@@ -18,6 +18,7 @@ reports correctly, unlike ``end_offsets``.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
     from pumphouse.telemetry.metrics import MappingMetrics
 
 __all__ = ["KafkaPositionGuard"]
+
+POSITION_WAIT_SECONDS = 0.1
 
 
 class KafkaPositionGuard:
@@ -84,8 +87,8 @@ class KafkaPositionGuard:
         consumer = self._consumer
         for tp in tps:
             high = consumer.highwater(tp)
-            try:
-                position = await consumer.position(tp)
+            try:  # without a valid position aiokafka waits for one: never hold the loop
+                position = await asyncio.wait_for(consumer.position(tp), POSITION_WAIT_SECONDS)
             except Exception:  # not assigned any more, or being reset: not now
                 self._beyond.pop(tp, None)
                 continue

@@ -1366,6 +1366,7 @@ class StreamPoller(abc.ABC):
         ctx = self.ctx
         await self.source.describe()
         ctx.status.ready()
+        ctx.status.progress.read_succeeded()  # the stream answers again (progress.py)
         try:
             while not ctx.stopping.is_set():
                 await self._cycle()
@@ -1393,6 +1394,7 @@ class StreamPoller(abc.ABC):
             try:
                 self.lineage.update(await self.source.list_shards())
                 self._last_listing = now
+                ctx.status.progress.read_succeeded()
             except SourceNotFound:
                 raise
             except SourceError as err:
