@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
+from pumphouse.pollers.positions import PositionReset
 from pumphouse.pollers.progress import ProgressTracker, Stall
 
 if TYPE_CHECKING:
@@ -76,6 +77,8 @@ class MappingStatus:
     """Since when the state store the mapping depends on fails (streams set it)."""
 
     def __post_init__(self) -> None:
+        if self.metrics is not None and self.source != "sqs":  # SQS has no positions
+            self.metrics.declare_position_resets(tuple(r.value for r in PositionReset))
         if self.metrics is not None:  # evaluated when scraped: progress has no ticks
             self.metrics.stalled.set_function(lambda: 1.0 if self.stall() else 0.0)
             self.metrics.problem.set_function(

@@ -361,6 +361,13 @@ class MappingMetrics:
             **self.labels, destination_type=destination_type
         ).inc()
 
+    def declare_position_resets(self, reasons: tuple[str, ...]) -> None:
+        """Export the position-reset counters at 0 for each reason from the start (a
+        reset is rare: a series that appears only then cannot show an increase)."""
+        for reason in reasons:
+            self.metrics.position_resets.labels(**self.labels, reason=reason)
+            self.metrics.position_reset_records.labels(**self.labels, reason=reason)
+
     def position_reset(self, reason: str, *, records_lost: int = 0) -> None:
         self.metrics.position_resets.labels(**self.labels, reason=reason).inc()
         if records_lost > 0:

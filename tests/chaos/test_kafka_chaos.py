@@ -151,7 +151,7 @@ async def produce_now(bootstrap: str, topic: str, ledger: Ledger, values: list[s
 
 
 async def test_kafka_broker_killed_and_restarted_empty(tmp_path: Path, unique_name: str) -> None:
-    """Killed right after the last batch finished (its commit in flight), down 6 s, back
+    """Killed right after the last batch finished (its commit in flight), down 8 s, back
     empty on the same port, topic recreated, 5,000 records: every one is delivered."""
     broker = TansuBroker().start()
     out = tmp_path / "records.jsonl"
@@ -166,7 +166,7 @@ async def test_kafka_broker_killed_and_restarted_empty(tmp_path: Path, unique_na
             await wait_for(lambda: not ledger.lost(delivered(out)), within=30, message="before")
             fault_at = time.monotonic()
             broker.kill()
-            await asyncio.sleep(6)
+            await asyncio.sleep(8)
             broker.start()
             healed_at = time.monotonic()
             await create_topic(broker.bootstrap, topic, PARTITIONS)
