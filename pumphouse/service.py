@@ -119,6 +119,11 @@ class Service:
         ]
         if waiting:
             return False, "not started: " + ", ".join(sorted(waiting))
+        stalled = [
+            f"{s.label}: {stall.reason}" for s in self.statuses.values() if (stall := s.stall())
+        ]
+        if stalled:  # not ready, but alive: a restart would hide the stall (docs/reliability.md)
+            return False, "stalled: " + "; ".join(sorted(stalled))
         return True, "all enabled mappings started"
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -240,6 +245,7 @@ class Service:
             source=source,
             metrics=metrics,
         )
+        status.progress.stall_after = self.settings.StallAfterSeconds
         self.statuses[mapping.uuid] = status
         if not mapping.Enabled:
             status.set_state(MappingState.DISABLED, "User action")
@@ -281,6 +287,8 @@ class Service:
                     str(err) if isinstance(err, PumphouseError) else f"{type(err).__name__}: {err}"
                 )
                 ctx.status.problem(message)
+                if isinstance(err, SourceError):  # the source failed it: no progress (progress.py)
+                    ctx.status.progress.read_failed(time.time())
                 ctx.metrics.restarts.inc()
                 if time.monotonic() - started_at > 60:
                     failures = 0  # it ran for a while: start backing off from scratch

@@ -22,9 +22,10 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from pumphouse.config.envvars import substitute
+from pumphouse.config.envvars import Substitution, substitute
 from pumphouse.config.messages import (
     describe_value,
+    hide_substituted,
     problems_from_validation_error,
     unknown_key_message,
 )
@@ -176,20 +177,29 @@ def _yaml_problem(err: yaml.MarkedYAMLError) -> str:
 
 
 def _substitute_tree(
-    value: Any, environ: Mapping[str, str], loc: Loc, problems: list[Problem]
+    value: Any,
+    environ: Mapping[str, str],
+    loc: Loc,
+    problems: list[Problem],
+    sites: dict[Loc, Substitution],
 ) -> Any:
+    """Substitute every string of the tree; ``sites`` gets the paths whose value came
+    (in part) from the environment, so that no problem echoes it."""
     if isinstance(value, str):
-        result, errors = substitute(value, environ)
+        used: list[tuple[str, str]] = []
+        result, errors = substitute(value, environ, used=used)
         problems.extend((loc, error) for error in errors)
+        if used:
+            sites[loc] = Substitution(value=result, variables=tuple(used))
         return result
     if isinstance(value, dict):
         return {
-            key: _substitute_tree(item, environ, (*loc, str(key)), problems)
+            key: _substitute_tree(item, environ, (*loc, str(key)), problems, sites)
             for key, item in value.items()
         }
     if isinstance(value, list):
         return [
-            _substitute_tree(item, environ, (*loc, index), problems)
+            _substitute_tree(item, environ, (*loc, index), problems, sites)
             for index, item in enumerate(value)
         ]
     return value
@@ -205,6 +215,7 @@ class _Validation:
         self.now = time.time()
         self.problems: list[Problem] = []
         self.env_problem_locs: set[Loc] = set()
+        self.substituted: dict[Loc, Substitution] = {}
 
     def run(self, data: Any) -> Config:
         if data is None:
@@ -218,7 +229,7 @@ class _Validation:
                 source=self.source,
             )
         env_problems: list[Problem] = []
-        data = _substitute_tree(data, self.environ, (), env_problems)
+        data = _substitute_tree(data, self.environ, (), env_problems, self.substituted)
         self.problems.extend(env_problems)
         self.env_problem_locs = {loc for loc, _ in env_problems}
 
@@ -240,11 +251,10 @@ class _Validation:
                 clean, context={"base_dir": self.base_dir, "now": self.now}
             )
         except ValidationError as err:  # a rule the parts passed but the whole did not
-            lines = [
-                line
-                for rendered in render(problems_from_validation_error(err, Config))
-                for line in rendered.splitlines()
-            ]
+            problems = hide_substituted(
+                problems_from_validation_error(err, Config), self.substituted
+            )
+            lines = [line for rendered in render(problems) for line in rendered.splitlines()]
             raise ConfigError(lines, source=self.source) from None
 
     def _check_settings(self, raw: Any) -> Settings:
@@ -373,4 +383,4 @@ class _Validation:
                 return (section, item)
             return (section, function_rank.get(item, -1))
 
-        return render(sorted(self.problems, key=key))
+        return render(hide_substituted(sorted(self.problems, key=key), self.substituted))

@@ -332,6 +332,10 @@ class Settings(ConfigModel):
     --endpoint-url``); ``""`` turns it off. It starts only with ``ApiCredentials``."""
     ApiCredentials: list[ApiCredential] = []
     """Key pairs that may call the API (``[{AccessKeyId, SecretAccessKey}]``)."""
+    StallAfterSeconds: PositiveSeconds = 60.0
+    """A mapping whose source has records waiting and that finished no batch for this
+    long is stalled (``PROBLEM: ...``, ``pumphouse_mapping_stalled`` 1, /readyz 503);
+    lost shards or an unreachable state store count after ``min(this, 10)`` seconds."""
     LogLevel: Annotated[_LogLevel, BeforeValidator(_upper)] = _LogLevel.INFO
     LogFormat: Annotated[_LogFormat, BeforeValidator(_lower)] = _LogFormat.AUTO
     """``json``, ``console`` or ``auto`` (console on a terminal, JSON otherwise)."""

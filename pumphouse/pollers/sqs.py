@@ -722,9 +722,11 @@ class SqsPoller:
                 except SourceError as err:
                     failures += 1
                     self.ctx.status.problem(str(err))
+                    self.ctx.status.progress.read_failed(time.time())  # progress.py
                     self._log.warning("receive failed", error=str(err), attempt=failures)
                     await self._sleep(_backoff(failures))
                     continue
+                self.ctx.status.progress.read_succeeded()
                 if failures:
                     failures = 0
                     self._log.info("receive recovered")
@@ -1175,6 +1177,8 @@ class SqsPoller:
                 for name, gauge in gauges.items():
                     if name in attributes:
                         gauge.set(int(attributes[name]))
+                visible = int(attributes.get("ApproximateNumberOfMessages", 0))  # progress.py
+                self.ctx.status.progress.work("queue", visible > 0, time.time())
                 self._visibility_changed(attributes.get("VisibilityTimeout"))
             await self._sleep(self._sample_interval)
 

@@ -482,6 +482,10 @@ class RedisStateStore:
     def address(self) -> str:
         return self._backend.address
 
+    @property
+    def health(self) -> StoreHealth:
+        return self._backend.health
+
     async def ping(self) -> None:
         await self._backend.call("ping", self._backend.client.ping)
 

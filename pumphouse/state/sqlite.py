@@ -435,6 +435,10 @@ class SQLiteStateStore:
     def path(self) -> Path:
         return self._backend.path
 
+    @property
+    def health(self) -> StoreHealth:
+        return self._backend.health
+
     async def ping(self) -> None:
         await self._backend.run(
             "ping", lambda conn: conn.execute("SELECT 1").fetchone(), write=False

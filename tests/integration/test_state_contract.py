@@ -112,17 +112,30 @@ FULL = Checkpoint(
     window={"start": "2024-01-01T00:00:00Z", "end": "2024-01-01T00:05:00Z",
             "state": {"count": 3, "ids": [], "nested": {}, "big": 2**60, "ratio": 0.1}},
     shard_ended=True,
+    stream_created=1733390000.123,
 )
 
 
 def same_content(a: Checkpoint | None, b: Checkpoint) -> bool:
     assert a is not None
-    return (a.sequence_number, a.retries, a.window, a.shard_ended) == (
-        b.sequence_number, b.retries, b.window, b.shard_ended
+    return (a.sequence_number, a.retries, a.window, a.shard_ended, a.stream_created) == (
+        b.sequence_number, b.retries, b.window, b.shard_ended, b.stream_created
     )
 
 
 # --- checkpoints ------------------------------------------------------------------------
+
+
+async def test_stream_creation_time_is_kept_with_the_checkpoint_and_optional(
+    store: StateStore,
+) -> None:
+    await store.checkpoints.put("orders", "shard-1", FULL)
+    listed = await store.checkpoints.list("orders")
+    assert listed["shard-1"].stream_created == FULL.stream_created
+    await store.checkpoints.put("orders", "shard-1", Checkpoint(sequence_number="7"))
+    got = await store.checkpoints.get("orders", "shard-1")
+    assert got is not None
+    assert got.stream_created is None
 
 
 async def test_get_of_unknown_shard_is_none(store: StateStore) -> None:
