@@ -17,6 +17,28 @@
 #   COPY orders/ /var/task/orders/                                 # CodeUri: /var/task/orders
 #
 # or mount the code as a volume and point CodeUri at it.
+#
+# Handlers in other languages (README, "Handlers in other languages") need their runtime
+# in the image. Node.js: the node binary, and the handler's directory with AWS's runtime
+# interface client (aws-lambda-ric) in its node_modules, built in a stage that has a
+# compiler (the client compiles a small C++ library; the handler's package.json approves
+# its install scripts with "allowScripts"):
+#
+#   FROM node:20-bookworm AS node-handlers
+#   RUN apt-get update && apt-get install -y --no-install-recommends cmake
+#   COPY orders-node/ /var/task/orders-node/
+#   RUN cd /var/task/orders-node && npm ci --omit=dev
+#
+#   FROM pumphouse
+#   COPY --from=node-handlers /usr/local/bin/node /usr/local/bin/node
+#   COPY --from=node-handlers /var/task/orders-node/ /var/task/orders-node/
+#
+# Both images are Debian bookworm, so node runs as built. A custom runtime
+# (Runtime: provided.al2023) is its executable bootstrap, e.g. a Go or Rust binary built
+# for Lambda; a shell bootstrap in the style of AWS's tutorial also needs curl
+# (apt-get install curl in a FROM pumphouse image, as root):
+#
+#   COPY --chmod=755 build/bootstrap /var/task/orders-go/bootstrap
 
 ARG PYTHON_VERSION=3.11
 

@@ -263,7 +263,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         rows.append(
             (
                 name,
-                fn.Handler,
+                fn.Handler or "-",
                 f"{fn.MemorySize} MB",
                 f"{fn.Timeout} s",
                 "-" if reserved is None else str(reserved),
@@ -396,6 +396,8 @@ def cmd_invoke(args: argparse.Namespace) -> int:
     kwargs: dict[str, Any] = {"on_log": lambda line: print(line, file=sys.stderr)}
     if config.Settings.PassEnvironment is not None:
         kwargs["pass_environment"] = list(config.Settings.PassEnvironment)
+    if config.Settings.NodeModulesPath is not None:
+        kwargs["node_modules"] = [config.resolve_path(config.Settings.NodeModulesPath)]
     result = asyncio.run(invoke_local(spec, event, **kwargs))
     body = result.payload if result.ok else result.error
     sys.stdout.buffer.write(orjson.dumps(body, option=orjson.OPT_INDENT_2) + b"\n")

@@ -60,3 +60,8 @@ class LeaseLost(StateStoreError):
 
 class DestinationError(PumphouseError):
     """An on-failure record could not be delivered to its destination."""
+
+
+class VersionConflict(StateStoreError):
+    """A compare-and-set write of a stored mapping found another version than the one
+    it expected: someone else changed the mapping first (read it again, then retry)."""

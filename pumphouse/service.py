@@ -28,8 +28,10 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from pumphouse.api import ApiServer, start_api
 from pumphouse.aws import AwsClients
 from pumphouse.errors import PumphouseError, SourceError
+from pumphouse.live import LiveMappings
 from pumphouse.pollers.base import MappingContext, MappingState, MappingStatus, Poller
 from pumphouse.telemetry.http import StatusServer
 from pumphouse.telemetry.metrics import MappingMetrics, Metrics, get_metrics
@@ -99,6 +101,8 @@ class Service:
         self.state: StateStore | None = None
         self.aws: AwsClients | None = None
         self.http: StatusServer | None = None
+        self.live: LiveMappings | None = None
+        self.api: ApiServer | None = None
         self.started = asyncio.Event()
 
     # -- views for the HTTP endpoints ---------------------------------------------------
@@ -115,6 +119,11 @@ class Service:
         ]
         if waiting:
             return False, "not started: " + ", ".join(sorted(waiting))
+        stalled = [
+            f"{s.label}: {stall.reason}" for s in self.statuses.values() if (stall := s.stall())
+        ]
+        if stalled:  # not ready, but alive: a restart would hide the stall (docs/reliability.md)
+            return False, "stalled: " + "; ".join(sorted(stalled))
         return True, "all enabled mappings started"
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -146,6 +155,8 @@ class Service:
         }
         if settings.PassEnvironment is not None:
             runtime_kwargs["pass_environment"] = list(settings.PassEnvironment)
+        if settings.NodeModulesPath is not None:
+            runtime_kwargs["node_modules"] = [self.config.resolve_path(settings.NodeModulesPath)]
         self.runtime = Runtime(functions, **runtime_kwargs)
         await self.runtime.start()
         self.aws = AwsClients(region=settings.Region, endpoints=settings.endpoint_urls())
@@ -172,11 +183,23 @@ class Service:
         if not gc.get_freeze_count():
             gc.freeze()
         function_problems = await self._check_functions()
-        for mapping in self.config.EventSourceMappings:
-            self._start_mapping(mapping, functions)
-            problems = function_problems.get(mapping.function_name)
-            if problems and mapping.Enabled:
-                self.statuses[mapping.uuid].problem("; ".join(problems))
+        self.live = LiveMappings(
+            config=self.config,
+            store=self.state,
+            metrics=self.metrics,
+            statuses=self.statuses,
+            start_mapping=lambda m, cfg, stop: self._start_mapping(
+                m, functions, config=cfg, stopping=stop
+            ),
+            service_stopping=self.stopping,
+            drain_timeout=settings.ShutdownTimeoutSeconds,
+        )
+        await self.live.start()  # the file's mappings and the API's, as stored
+        for status in self.statuses.values():
+            problems = function_problems.get(status.function)
+            if problems and status.state is not MappingState.DISABLED:
+                status.problem("; ".join(problems))
+        self.api = await start_api(control=self.live, settings=settings, metrics=self.metrics)
         self.started.set()
         log.info(
             "started",
@@ -199,7 +222,16 @@ class Service:
             log.error("function cannot run", function=name, problems=problems)
         return found
 
-    def _start_mapping(self, mapping: EventSourceMapping, functions: dict[str, Any]) -> None:
+    def _start_mapping(
+        self,
+        mapping: EventSourceMapping,
+        functions: dict[str, Any],
+        *,
+        config: Config | None = None,
+        stopping: asyncio.Event | None = None,
+    ) -> tuple[MappingStatus, asyncio.Task[None] | None]:
+        """Start one mapping's supervised poller; ``stopping`` (default: the service's)
+        stops it, ``config`` is the configuration it belongs to (the live set's)."""
         assert self.runtime is not None and self.state is not None and self.aws is not None
         function_name = mapping.function_name
         source = mapping.source_type.value
@@ -213,37 +245,39 @@ class Service:
             source=source,
             metrics=metrics,
         )
+        status.progress.stall_after = self.settings.StallAfterSeconds
         self.statuses[mapping.uuid] = status
         if not mapping.Enabled:
             status.set_state(MappingState.DISABLED, "User action")
-            return
+            return status, None
         status.set_state(MappingState.ENABLING)
         ctx = MappingContext(
             mapping=mapping,
-            config=self.config,
+            config=config or self.config,
             function=functions[function_name],
             runtime=self.runtime,
             state=self.state,
             aws=self.aws,
             metrics=metrics,
             status=status,
-            stopping=self.stopping,
+            stopping=stopping or self.stopping,
             replica_id=self.replica_id,
             shutdown_timeout=self.settings.ShutdownTimeoutSeconds,
         )
         task = asyncio.create_task(self._supervise(ctx), name=f"mapping:{mapping.label}")
         self._tasks.append(task)
+        return status, task
 
     async def _supervise(self, ctx: MappingContext) -> None:
         """Run a mapping's poller; on failure mark PROBLEM, back off and restart."""
         bound = log.bind(mapping=ctx.mapping.label, function=ctx.status.function)
         failures = 0
-        while not self.stopping.is_set():
+        while not ctx.stopping.is_set():
             started_at = time.monotonic()
             try:
                 poller = self._factory(ctx.status.source)(ctx)
                 await poller.run()
-                if self.stopping.is_set():
+                if ctx.stopping.is_set():
                     break
                 raise SourceError("poller returned before shutdown")
             except asyncio.CancelledError:
@@ -253,6 +287,8 @@ class Service:
                     str(err) if isinstance(err, PumphouseError) else f"{type(err).__name__}: {err}"
                 )
                 ctx.status.problem(message)
+                if isinstance(err, SourceError):  # the source failed it: no progress (progress.py)
+                    ctx.status.progress.read_failed(time.time())
                 ctx.metrics.restarts.inc()
                 if time.monotonic() - started_at > 60:
                     failures = 0  # it ran for a while: start backing off from scratch
@@ -264,7 +300,7 @@ class Service:
                     retry_in_seconds=round(delay, 2),
                     exc_info=not isinstance(err, PumphouseError),
                 )
-                await _sleep_unless(self.stopping, delay)
+                await _sleep_unless(ctx.stopping, delay)
         ctx.status.set_state(MappingState.DISABLED, "Service shutdown")
 
     async def wait_stopped(self) -> None:
@@ -274,6 +310,10 @@ class Service:
         """Drain mappings, then stop workers, clients and endpoints (bounded in time)."""
         self.stopping.set()
         timeout = self.settings.ShutdownTimeoutSeconds
+        if self.api is not None:
+            await self.api.stop()
+        if self.live is not None:
+            await self.live.stop()
         if self._tasks:
             _, pending = await asyncio.wait(self._tasks, timeout=timeout + 5)
             for task in pending:

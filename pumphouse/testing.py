@@ -65,7 +65,9 @@ def sample_event(source: str, *, records: int = 1, **overrides: Any) -> dict[str
       ``region``, ``message_attributes`` (botocore shape: ``{"Name": {"DataType":
       "String", "StringValue": "x"}}``), ``fifo`` (adds ``MessageGroupId`` /
       ``SequenceNumber`` / ``MessageDeduplicationId``), ``message_group_id``,
-      ``timestamp`` (epoch seconds);
+      ``timestamp`` (epoch seconds), ``batching_window`` (the mapping's
+      ``MaximumBatchingWindowInSeconds``: with 1 or more, a record without attributes
+      carries ``"md5OfMessageAttributes": null``, as on AWS);
     * ``kinesis``: ``data`` (bytes, str, JSON-able value, or a callable of the index),
       ``partition_key``, ``stream_arn``, ``shard_id``, ``region``,
       ``invoke_identity_arn``, ``timestamp``;
@@ -114,7 +116,7 @@ def _as_bytes(value: Any) -> bytes:
 
 def _sample_sqs(count: int, o: dict[str, Any]) -> dict[str, Any]:
     _take(o, ("body", "queue_arn", "region", "message_attributes", "fifo",
-              "message_group_id", "timestamp"), "sqs")
+              "message_group_id", "timestamp", "batching_window"), "sqs")
     region = o.get("region", _REGION)
     fifo = bool(o.get("fifo", False))
     queue_arn = o.get(
@@ -142,7 +144,12 @@ def _sample_sqs(count: int, o: dict[str, Any]) -> dict[str, Any]:
         }
         if o.get("message_attributes"):
             message["MessageAttributes"] = o["message_attributes"]
-        out.append(shapes.sqs_record(message, queue_arn=queue_arn, region=region))
+        out.append(shapes.sqs_record(
+            message,
+            queue_arn=queue_arn,
+            region=region,
+            batching_window=float(o.get("batching_window", 0)),
+        ))
     return {"Records": out}
 
 

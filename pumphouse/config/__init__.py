@@ -6,7 +6,7 @@ with the AWS API's own names, loaded from YAML.
 ...     print(mapping.label, mapping.batch_size, config.function_for(mapping).Timeout)
 """
 
-from pumphouse.config.loader import load_config, parse_config
+from pumphouse.config.loader import load_config, parse_config, parse_mapping
 from pumphouse.config.model import (
     AmazonManagedKafkaEventSourceConfig,
     Config,
@@ -63,4 +63,5 @@ __all__ = [
     "StartingPosition",
     "load_config",
     "parse_config",
+    "parse_mapping",
 ]

@@ -15,16 +15,17 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from pumphouse.config.envvars import substitute
+from pumphouse.config.envvars import Substitution, substitute
 from pumphouse.config.messages import (
     describe_value,
+    hide_substituted,
     problems_from_validation_error,
     unknown_key_message,
 )
@@ -40,6 +41,7 @@ from pumphouse.config.validation import (
     Loc,
     Problem,
     cross_problems,
+    did_you_mean,
     function_problems,
     mapping_problems,
     render,
@@ -54,6 +56,7 @@ __all__ = [
     "load_yaml_text",
     "parse_config",
     "parse_data",
+    "parse_mapping",
     "read_config_text",
 ]
 
@@ -130,6 +133,28 @@ def parse_data(
     ).run(data)
 
 
+def parse_mapping(
+    raw: Any, *, settings: Settings, function_names: Collection[str], source: str = "request"
+) -> EventSourceMapping:
+    """Validate one mapping given as a dict (the API's requests) with the same rules and
+    messages as a mapping in a file; paths start at the mapping (``BatchSize: ...``).
+    ``${VAR}`` is not substituted: that is for files the operator writes. Raises
+    :class:`ConfigError` listing every problem."""
+    validation = _Validation(environ={}, base_dir=Path.cwd(), source=source)
+    mapping = validation.check_mapping_at((), raw, settings)
+    if mapping is not None:
+        validation.problems.extend(
+            (loc[2:], message)
+            for loc, message in cross_problems(
+                function_names=function_names, mappings=[(0, mapping)]
+            )
+            if loc[2:] != ("UUID",)
+        )
+    if validation.problems or mapping is None:
+        raise ConfigError(render(validation.problems), source=source)
+    return mapping
+
+
 # ---------------------------------------------------------------------------------------
 # YAML
 
@@ -191,20 +216,29 @@ def _yaml_problem(err: yaml.MarkedYAMLError) -> str:
 
 
 def _substitute_tree(
-    value: Any, environ: Mapping[str, str], loc: Loc, problems: list[Problem]
+    value: Any,
+    environ: Mapping[str, str],
+    loc: Loc,
+    problems: list[Problem],
+    sites: dict[Loc, Substitution],
 ) -> Any:
+    """Substitute every string of the tree; ``sites`` gets the paths whose value came
+    (in part) from the environment, so that no problem echoes it."""
     if isinstance(value, str):
-        result, errors = substitute(value, environ)
+        used: list[tuple[str, str]] = []
+        result, errors = substitute(value, environ, used=used)
         problems.extend((loc, error) for error in errors)
+        if used:
+            sites[loc] = Substitution(value=result, variables=tuple(used))
         return result
     if isinstance(value, dict):
         return {
-            key: _substitute_tree(item, environ, (*loc, str(key)), problems)
+            key: _substitute_tree(item, environ, (*loc, str(key)), problems, sites)
             for key, item in value.items()
         }
     if isinstance(value, list):
         return [
-            _substitute_tree(item, environ, (*loc, index), problems)
+            _substitute_tree(item, environ, (*loc, index), problems, sites)
             for index, item in enumerate(value)
         ]
     return value
@@ -228,6 +262,7 @@ class _Validation:
         self.now = time.time()
         self.problems: list[Problem] = []
         self.env_problem_locs: set[Loc] = set()
+        self.substituted: dict[Loc, Substitution] = {}
 
     def run(self, data: Any) -> Config:
         if data is None:
@@ -241,7 +276,7 @@ class _Validation:
                 source=self.source,
             )
         env_problems: list[Problem] = []
-        data = _substitute_tree(data, self.environ, (), env_problems)
+        data = _substitute_tree(data, self.environ, (), env_problems, self.substituted)
         self.problems.extend(env_problems)
         self.env_problem_locs = {loc for loc, _ in env_problems}
 
@@ -263,13 +298,11 @@ class _Validation:
                 clean, context={"base_dir": self.base_dir, "now": self.now}
             )
         except ValidationError as err:  # a rule the parts passed but the whole did not
-            lines = [
-                line
-                for rendered in render(
-                    self._relocated(problems_from_validation_error(err, Config))
-                )
-                for line in rendered.splitlines()
-            ]
+            problems = hide_substituted(
+                problems_from_validation_error(err, Config), self.substituted
+            )
+            rendered = render(self._relocated(problems))
+            lines = [line for text in rendered for line in text.splitlines()]
             raise ConfigError(lines, source=self.source) from None
 
     def _check_settings(self, raw: Any) -> Settings:
@@ -330,6 +363,11 @@ class _Validation:
         if not isinstance(raw, dict) or any(not loc for loc, _ in errors):
             return None, frozenset()
         dropped = frozenset(str(loc[0]) for loc, _ in errors)
+        # A misspelt key stands for the key it resembles: rules about that key are moot.
+        dropped |= {
+            hint for key in dropped if key not in model.model_fields
+            and (hint := did_you_mean(key, model.model_fields)) is not None
+        }
         try:
             partial = model.model_validate({k: v for k, v in raw.items() if k not in dropped})
         except ValidationError:
@@ -358,7 +396,11 @@ class _Validation:
             self._add(function_problems(function), prefix, dropped)
 
     def _check_mapping(self, index: int, raw: Any, settings: Settings) -> EventSourceMapping | None:
-        prefix: Loc = ("EventSourceMappings", index)
+        return self.check_mapping_at(("EventSourceMappings", index), raw, settings)
+
+    def check_mapping_at(
+        self, prefix: Loc, raw: Any, settings: Settings
+    ) -> EventSourceMapping | None:
         mapping, dropped = self._validate(EventSourceMapping, raw, prefix)
         if mapping is None:
             return None
@@ -389,7 +431,9 @@ class _Validation:
                 return (section, item)
             return (section, function_rank.get(item, -1))
 
-        return render(self._relocated(sorted(self.problems, key=key)))
+        return render(
+            self._relocated(hide_substituted(sorted(self.problems, key=key), self.substituted))
+        )
 
     def _relocated(self, problems: list[Problem]) -> list[Problem]:
         relocate = self.relocate

@@ -3,21 +3,32 @@
 ``('EventSourceMappings', 1, 'BatchSize')`` with ``less_than_equal`` becomes
 ``EventSourceMappings[1].BatchSize: 20000 is above the maximum 10000``; an unknown key
 gets a "did you mean" hint from the fields of the model it was found in.
+
+A value that came from the environment (``${VAR}``) is never echoed:
+:func:`hide_substituted` names the variable instead
+(``Functions.f.Timeout: expected a whole number, got the value of ${TIMEOUT}``).
 """
 
 from __future__ import annotations
 
+import re
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from enum import Enum
 from typing import Annotated, Any, Final, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from pumphouse.config.envvars import Substitution
 from pumphouse.config.validation import Loc, Problem, did_you_mean
 
-__all__ = ["describe_value", "problems_from_validation_error", "unknown_key_message"]
+__all__ = [
+    "describe_value",
+    "hide_substituted",
+    "problems_from_validation_error",
+    "unknown_key_message",
+]
 
 _HINT_LIST_LIMIT = 12
 
@@ -210,3 +221,85 @@ def problems_from_validation_error(err: ValidationError, root: type[BaseModel]) 
             loc = loc[:-1]
         problems.append((loc, _message(error, root, loc)))
     return problems
+
+
+_QUOTED = re.compile(r"'([^']*)'|\"([^\"]*)\"")
+_SHORTEST_HIDDEN_ELSEWHERE = 4
+"""A short variable value ("1", "us") is hidden only in the problems at its own path:
+replacing it in every message would garble unrelated numbers and words."""
+
+
+def _related(loc: Loc, site: Loc) -> bool:
+    shorter = min(len(loc), len(site))
+    return loc[:shorter] == site[:shorter]
+
+
+def _hidden_forms(site: Substitution) -> list[tuple[str, str]]:
+    """(text, replacement) pairs for one substituted value, longest text first."""
+    label = site.label
+    forms: list[tuple[str, str]] = []
+    for text, name in [(site.value, label)] + [
+        (value, f"the value of ${{{name}}}") for name, value in site.variables
+    ]:
+        if not text:
+            continue
+        forms.append((describe_value(text), name))  # as pydantic's messages quote it
+        forms.append((repr(text), name))
+        forms.append((text, name))
+    return sorted(set(forms), key=lambda form: -len(form[0]))
+
+
+def _hide_fragments(message: str, site: Substitution) -> str:
+    """Quoted pieces of the value (``'123456789012'`` of an ARN's account) at its path."""
+    secrets = [site.value, *(value for _, value in site.variables)]
+
+    def replace(match: re.Match[str]) -> str:
+        inner = match.group(1) if match.group(1) is not None else match.group(2)
+        if len(inner) >= 3 and any(inner in secret for secret in secrets):
+            return f"(part of {site.label})"
+        return match.group(0)
+
+    return _QUOTED.sub(replace, message)
+
+
+def _pattern(forms: list[tuple[str, str]]) -> re.Pattern[str]:
+    """One alternation of every form, longest first; a short one only as a whole word."""
+    parts = []
+    for text, _ in forms:
+        escaped = re.escape(text)
+        if len(text) < _SHORTEST_HIDDEN_ELSEWHERE:
+            escaped = rf"(?<![\w.-]){escaped}(?![\w.])"
+        parts.append(escaped)
+    return re.compile("|".join(parts))
+
+
+def hide_substituted(problems: list[Problem], sites: Mapping[Loc, Substitution]) -> list[Problem]:
+    """The problems with every value taken from the environment replaced by the name of
+    its variable. At (or above, or below) the path of a substituted value, everything of
+    it is hidden, quoted fragments included; elsewhere (a rule across fields that quotes
+    another field) the whole value and each variable's value of 4 characters or more."""
+    if not sites:
+        return problems
+    return [(loc, _hide_in(message, loc, sites)) for loc, message in problems]
+
+
+def _namer(names: Mapping[str, str]) -> Callable[[re.Match[str]], str]:
+    def name(match: re.Match[str]) -> str:
+        return names[match.group(0)]
+
+    return name
+
+
+def _hide_in(message: str, loc: Loc, sites: Mapping[Loc, Substitution]) -> str:
+    for site_loc, site in sites.items():
+        related = _related(loc, site_loc)
+        forms = [
+            form
+            for form in _hidden_forms(site)
+            if related or len(form[0]) >= _SHORTEST_HIDDEN_ELSEWHERE
+        ]
+        if forms:
+            message = _pattern(forms).sub(_namer(dict(forms)), message)
+        if related:
+            message = _hide_fragments(message, site)
+    return message

@@ -40,6 +40,7 @@ from pydantic import (
     BeforeValidator,
     Field,
     PrivateAttr,
+    SecretStr,
     ValidationInfo,
     model_validator,
 )
@@ -116,12 +117,14 @@ __all__ = [
     "DEFAULT_REGION",
     "DEFAULT_STATE_STORE",
     "AmazonManagedKafkaEventSourceConfig",
+    "ApiCredential",
     "Config",
     "DestinationConfig",
     "EventSourceMapping",
     "FilterCriteria",
     "Function",
     "FunctionEnvironment",
+    "FunctionImageConfig",
     "FunctionResponseType",
     "KafkaConsumerOverrides",
     "KafkaConsumerSettings",
@@ -185,6 +188,10 @@ UUID_NAMESPACE: Final = uuid_module.UUID("5d3c2f0e-8d4b-5a51-9a43-70756d70686f")
 def _check_listen_address(value: str) -> str:
     parse_host_port(value, allow_port_zero=True)  # port 0: any free port (tests)
     return value
+
+
+def _check_api_address(value: str) -> str:
+    return value if value == "" else _check_listen_address(value)  # "": API off
 
 
 def _check_state_store(value: str) -> str:
@@ -279,6 +286,15 @@ def _lower(value: Any) -> Any:
     return value.lower() if isinstance(value, str) else value
 
 
+class ApiCredential(ConfigModel):
+    """A key pair allowed to call the event-source-mapping API (SigV4, as AWS clients
+    sign). Give the values as ``${VAR}`` references: they never appear in logs, errors
+    or ``/mappings``."""
+
+    AccessKeyId: Annotated[str, Field(min_length=1, max_length=128)]
+    SecretAccessKey: Annotated[SecretStr, Field(min_length=1)]
+
+
 class Settings(ConfigModel):
     """Service-wide settings. Every one is optional."""
 
@@ -310,8 +326,20 @@ class Settings(ConfigModel):
     Endpoints: ServiceEndpoints = ServiceEndpoints()
     Kafka: KafkaConsumerSettings = KafkaConsumerSettings()
     """Kafka consumer settings for every Kafka mapping (a mapping can override them)."""
+    NodeModulesPath: str | None = None
+    """A ``node_modules`` directory searched for ``aws-lambda-ric`` (AWS's Node.js runtime
+    interface client) after a Node.js function's own ``CodeUri/node_modules``."""
     LeaseDurationSeconds: PositiveSeconds = 10.0
     """Shard leases (Kinesis, DynamoDB Streams) expire after this long unless renewed."""
+    ApiAddress: Annotated[str, AfterValidator(_check_api_address)] = "127.0.0.1:9401"
+    """``host:port`` of Lambda's event-source-mapping API (``aws lambda
+    --endpoint-url``); ``""`` turns it off. It starts only with ``ApiCredentials``."""
+    ApiCredentials: list[ApiCredential] = []
+    """Key pairs that may call the API (``[{AccessKeyId, SecretAccessKey}]``)."""
+    StallAfterSeconds: PositiveSeconds = 60.0
+    """A mapping whose source has records waiting and that finished no batch for this
+    long is stalled (``PROBLEM: ...``, ``pumphouse_mapping_stalled`` 1, /readyz 503);
+    lost shards or an unreachable state store count after ``min(this, 10)`` seconds."""
     LogLevel: Annotated[_LogLevel, BeforeValidator(_upper)] = _LogLevel.INFO
     LogFormat: Annotated[_LogFormat, BeforeValidator(_lower)] = _LogFormat.AUTO
     """``json``, ``console`` or ``auto`` (console on a terminal, JSON otherwise)."""
@@ -376,13 +404,22 @@ class FunctionImageConfig(ConfigModel):
 class Function(ConfigModel):
     """A Lambda-style function: a handler and its execution limits."""
 
-    Handler: Annotated[str, AfterValidator(_check_handler)]
-    """``module.function``, as in Lambda (``app.handler``, ``package/module.handler``)."""
+    Handler: Annotated[str, AfterValidator(_check_handler)] | None = None
+    """``module.function``, as in Lambda (``app.handler``, ``package/module.handler``).
+    Optional with ``ImageConfig`` (its ``Command[0]`` is the handler)."""
     CodeUri: Annotated[str, Field(min_length=1)] = "."
     """Directory holding the handler's code, relative to the configuration file."""
-    Runtime: Annotated[str, regex_check(r"python3\.\d{1,2}", "a Python runtime (python3.X)")] = (
-        "python3.11"
-    )
+    Runtime: Annotated[
+        str,
+        regex_check(
+            r"python3\.\d{1,2}|nodejs(18|20|22)\.x|provided(\.al2|\.al2023)?",
+            "a supported runtime (python3.X, nodejs18.x/20.x/22.x, provided.al2023, "
+            "provided.al2, provided)",
+        ),
+    ] = "python3.11"
+    """``python3.X`` runs in pumphouse's own worker; ``nodejs*`` through AWS's Node.js
+    runtime interface client (``aws-lambda-ric``); ``provided*`` runs the executable
+    ``bootstrap`` in ``CodeUri``, which speaks Lambda's Runtime API."""
     MemorySize: Annotated[Int, Field(ge=128, le=10240)] = 128
     """Memory limit in MB; a worker that exceeds it is killed (out of memory)."""
     Timeout: Annotated[Int, Field(ge=1, le=900)] = 3
@@ -416,14 +453,16 @@ class Function(ConfigModel):
     @property
     def code_path(self) -> Path:
         """``CodeUri`` resolved against the configuration file's directory."""
+        return self._resolved(self.CodeUri)
+
+    def _resolved(self, path: str) -> Path:
         base = self._base_dir if self._base_dir is not None else Path.cwd()
-        return (base / self.CodeUri).resolve()
+        return (base / path).resolve()
 
     @property
     def layer_paths(self) -> list[Path]:
         """``Layers`` resolved against the configuration file's directory."""
-        base = self._base_dir if self._base_dir is not None else Path.cwd()
-        return [(base / layer).resolve() for layer in self.Layers]
+        return [self._resolved(layer) for layer in self.Layers]
 
     def role_arn(self, settings: Settings) -> str:
         return self.Role if self.Role is not None else settings.role_arn()
@@ -432,9 +471,16 @@ class Function(ConfigModel):
         """The runtime's view of this function."""
         from pumphouse.runtime import FunctionSpec
 
+        image = self.ImageConfig or FunctionImageConfig()
+        command = tuple(image.Command or ())
         return FunctionSpec(
             name=name,
-            handler=self.Handler,
+            handler=self.Handler or (command[0] if command else ""),
+            entry_point=tuple(image.EntryPoint or ()),
+            command=command,
+            working_directory=(
+                None if image.WorkingDirectory is None else self._resolved(image.WorkingDirectory)
+            ),
             code_uri=self.code_path,
             runtime=self.Runtime,
             memory_size=self.MemorySize,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final
 
+from pumphouse.config.runtimes import runtime_problems
 from pumphouse.config.sources import Destination, DestinationType, SourceType
 from pumphouse.patterns import FilterPatternError, SourceKind, compile_filter_criteria
 
@@ -147,9 +148,10 @@ def function_problems(function: Function) -> list[Problem]:
                 ("ProvisionedConcurrency",),
                 f"{function.ProvisionedConcurrency} is above ReservedConcurrentExecutions "
                 f"({reserved})",
-            )
+            ),
+            *runtime_problems(function),
         ]
-    return []
+    return runtime_problems(function)
 
 
 # ---------------------------------------------------------------------------------------

@@ -9,6 +9,9 @@ source's :class:`Poller`. A poller:
 * reports its health through ``ctx.status`` (``ready()`` once the source answered,
   ``processed()`` / ``no_records()`` / ``problem()`` as batches go), which is what
   ``/readyz`` and ``/mappings`` show;
+* feeds ``ctx.status.progress`` (:mod:`pumphouse.pollers.progress`) whether its source
+  has work and how many shards it owns, so that a mapping that stopped making progress
+  is reported stalled even while its task runs;
 * raises :class:`~pumphouse.errors.SourceError` (or anything else) when it cannot go
   on; the service then marks the mapping ``PROBLEM: ...`` and restarts it with capped,
   jittered exponential backoff. Other mappings are never affected.
@@ -18,9 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
+
+from pumphouse.pollers.positions import PositionReset
+from pumphouse.pollers.progress import ProgressTracker, Stall
 
 if TYPE_CHECKING:
     from pumphouse.aws import AwsClients
@@ -42,6 +49,7 @@ class MappingState(StrEnum):
 
 NO_RECORDS = "No records processed"
 OK = "OK"
+DEFAULT_STALL_SECONDS = 60.0
 
 
 @dataclass
@@ -59,6 +67,37 @@ class MappingStatus:
     last_error_at: float | None = None
     source_reachable: bool = False
     metrics: MappingMetrics | None = field(default=None, repr=False)
+    progress: ProgressTracker = field(
+        default_factory=lambda: ProgressTracker(
+            stall_after=DEFAULT_STALL_SECONDS, started=time.time()
+        ),
+        repr=False,
+    )
+    store_down_since: Callable[[], float | None] = field(default=lambda: None, repr=False)
+    """Since when the state store the mapping depends on fails (streams set it)."""
+
+    def __post_init__(self) -> None:
+        if self.metrics is not None and self.source != "sqs":  # SQS has no positions
+            self.metrics.declare_position_resets(tuple(r.value for r in PositionReset))
+        if self.metrics is not None:  # evaluated when scraped: progress has no ticks
+            self.metrics.stalled.set_function(lambda: 1.0 if self.stall() else 0.0)
+            self.metrics.problem.set_function(
+                lambda: 1.0 if self.result().startswith("PROBLEM") else 0.0
+            )
+
+    def stall(self, now: float | None = None) -> Stall | None:
+        """The stall in force (see :mod:`pumphouse.pollers.progress`); only an Enabled
+        mapping can be stalled."""
+        if self.state is not MappingState.ENABLED:
+            return None
+        return self.progress.evaluate(
+            time.time() if now is None else now, store_down_since=self.store_down_since()
+        )
+
+    def result(self, stall: Stall | None = None) -> str:
+        """``LastProcessingResult``: ``PROBLEM: <reason>`` while stalled."""
+        stall = stall if stall is not None else self.stall()
+        return f"PROBLEM: {stall.reason}" if stall is not None else self.last_processing_result
 
     def set_state(self, state: MappingState, reason: str | None = None) -> None:
         self.state = state
@@ -76,6 +115,7 @@ class MappingStatus:
     def processed(self) -> None:
         """A batch finished (whatever the function returned, the mapping worked)."""
         self.last_processing_result = OK
+        self.progress.finished(time.time())
         if self.metrics is not None:
             self.metrics.problem.set(0)
 
@@ -93,6 +133,7 @@ class MappingStatus:
             self.metrics.problem.set(1)
 
     def to_json(self) -> dict[str, Any]:
+        stall = self.stall()
         return {
             "UUID": self.uuid,
             "Label": self.label,
@@ -100,10 +141,13 @@ class MappingStatus:
             "Source": self.source,
             "State": self.state.value,
             "StateTransitionReason": self.state_transition_reason,
-            "LastProcessingResult": self.last_processing_result,
+            "LastProcessingResult": self.result(stall),
             "LastError": self.last_error,
             "LastErrorAt": self.last_error_at,
             "SourceReachable": self.source_reachable,
+            "Stalled": stall is not None,
+            "StalledReason": stall.reason if stall is not None else None,
+            "StalledSince": stall.since if stall is not None else None,
         }
 
 

@@ -26,8 +26,9 @@ builders here produce that record exactly (docs/behaviour.md §3)::
   ISO-8601 with milliseconds, as in AWS's samples. ``responseContext`` is ``null`` when
   there is none (``MaximumPayloadSizeExceeded``, ``RecordAgeExceeded``).
   ``eventSourceArn`` is ``null`` for self-managed Kafka (there is no ARN).
-* An S3 object carries the record plus ``payload``, the whole original event (as JSON,
-  spliced in from the event bytes — never re-serialized), under the key
+* An S3 object carries the record plus ``payload``, the whole original event as an
+  escaped JSON **string**, every object key of the record sorted (see
+  :func:`s3_failure_object`), under the key
   ``aws/lambda/<mapping UUID>/<shardId or topic-partition>/YYYY/MM/DD/
   YYYY-MM-DDTHH.MM.SS-<uuid4>``. SQS and SNS get the record alone.
 
@@ -384,6 +385,35 @@ def encode_failure_record(record: Mapping[str, Any], *, payload: bytes | None = 
     return body[:-1] + separator + b'"payload":' + payload + b"}"
 
 
+def s3_failure_object(record: Mapping[str, Any], *, payload: bytes | None) -> bytes:
+    """The body of an S3 on-failure object: the record with ``payload`` (the event, JSON
+    bytes) as an escaped JSON string, and the keys of every object sorted.
+
+    Evidence (AWS's own objects are not public; this is the strongest there is):
+
+    * Key order — AWS-validated recordings of the S3 object in LocalStack's tests
+      (localstack/localstack, ``tests/aws/services/lambda_/event_source_mapping/``
+      ``test_lambda_integration_kinesis.snapshot.json`` and ``..._dynamodbstreams...``,
+      key ``record_body`` of ``test_*_event_source_mapping_with_s3_on_failure_destination``,
+      last validated against AWS 2025-11-25) list the top level as ``KinesisBatchInfo``
+      / ``DDBStreamBatchInfo``, ``payload``, ``requestContext``, ``responseContext``,
+      ``timestamp``, ``version``, and ``requestContext``, ``responseContext`` and the
+      batch info each alphabetically — while the SQS and SNS records of the same
+      recordings keep the unsorted order.
+    * ``payload`` a string — AWS's developer guide shows it as an escaped JSON string.
+      The recordings agree: the events inside ``payload`` keep Lambda's field order
+      (``kinesis``, ``eventSource``, ``eventVersion``, ...) where everything else in the
+      object is sorted, so the payload was serialized apart from the sorted document
+      and embedded as text. (The recordings show it decoded only because the recorder,
+      localstack-snapshot's ``_transform_dict_to_parseable_values``, parses every
+      string value that starts with ``{``.)
+    """
+    body = dict(record)
+    if payload is not None:
+        body["payload"] = payload.decode("utf-8")
+    return orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+
+
 def s3_object_key(
     *, mapping_uuid: str, location: str, when: float, unique: str | None = None
 ) -> str:
@@ -601,7 +631,7 @@ class SnsDestination(AwsDestination):
 
 class S3Destination(AwsDestination):
     """PutObject into the bucket of ``arn:aws:s3:::<bucket>``; the object holds the
-    record plus ``payload``."""
+    record plus ``payload`` (:func:`s3_failure_object`)."""
 
     destination_type = DestinationType.S3.value
 
@@ -635,7 +665,7 @@ class S3Destination(AwsDestination):
         await s3.put_object(
             Bucket=self.bucket,
             Key=key,
-            Body=encode_failure_record(record, payload=payload),
+            Body=s3_failure_object(record, payload=payload),
             ContentType="application/json",
         )
 

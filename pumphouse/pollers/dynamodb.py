@@ -23,6 +23,7 @@ from pumphouse.aws import error_code
 from pumphouse.errors import SourceError, SourceNotFound, SourceThrottled
 from pumphouse.pollers.base import MappingContext
 from pumphouse.pollers.shapes import dynamodb_record
+from pumphouse.pollers.stream_positions import stream_created_at
 from pumphouse.pollers.streams import (
     DataTrimmed,
     IteratorExpired,
@@ -69,9 +70,11 @@ class DynamoDBStream(StreamSource):
     async def describe(self) -> None:
         client = await self._client()
         try:
-            await client.describe_stream(StreamArn=self.stream_arn, Limit=1)
+            answer = await client.describe_stream(StreamArn=self.stream_arn, Limit=1)
         except Exception as err:
             raise self._error("DescribeStream", err) from err
+        description = answer.get("StreamDescription", {})
+        self.created_at = stream_created_at(description.get("CreationRequestDateTime"))
 
     async def list_shards(self) -> list[ShardInfo]:
         client = await self._client()

@@ -80,7 +80,7 @@ import asyncio
 import contextlib
 import ssl
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -110,6 +110,7 @@ from pumphouse.pollers.kafka_lanes import (
     PartitionLane,
     Prepare,
 )
+from pumphouse.pollers.kafka_positions import KafkaPositionGuard
 from pumphouse.pollers.kafka_records import FragmentEncoder, KafkaMessage, record_dict
 from pumphouse.pollers.kafka_security import KafkaSecurity, build_security
 from pumphouse.pollers.policy import (
@@ -120,6 +121,7 @@ from pumphouse.pollers.policy import (
     classify_invocation,
     process_ordered_batch,
 )
+from pumphouse.pollers.positions import CommitFence
 from pumphouse.pollers.responses import kafka_item_id
 
 if TYPE_CHECKING:
@@ -141,6 +143,9 @@ fetch response in one call, so aiokafka sends the next fetch at once."""
 MAX_FETCH_RECORDS: Final = 10_000
 LAG_SAMPLE_SECONDS: Final = 1.0
 COMMIT_RETRY_SECONDS: Final = 0.5
+COMMIT_ATTEMPT_SECONDS: Final = 10.0
+"""One commit attempt at most (aiokafka retries retriable errors inside it forever): a
+commit that cannot land is retried by the committer, fenced by generation."""
 COMMIT_INTERVAL_SECONDS: Final = 0.02
 """After a commit the committer waits this long, gathering positions for the next one:
 at most ~50 commits a second per mapping, however many batches finish."""
@@ -336,14 +341,25 @@ class OffsetCommitter:
     ``advance`` only records a position; the ``run`` task commits everything recorded
     since its last commit in one request, so a slow commit never holds up the
     partitions and commits do not pile up. :meth:`commit` commits at once (revoke,
-    shutdown). A failed commit keeps the positions for the next round; positions of
-    partitions no longer assigned are dropped.
+    shutdown). A failed commit keeps the positions for the next round, but only while
+    the group stays at the generation they were recorded under (``generation``, see
+    :class:`~pumphouse.pollers.positions.CommitFence`); positions of partitions no longer
+    assigned are dropped.
     """
 
-    def __init__(self, consumer: Any, *, metrics: MappingMetrics, logger: Any) -> None:
+    def __init__(
+        self,
+        consumer: Any,
+        *,
+        metrics: MappingMetrics,
+        logger: Any,
+        generation: Callable[[], Hashable] = lambda: None,
+    ) -> None:
         self._consumer = consumer
         self._metrics = metrics
         self._log = logger
+        self._generation = generation
+        self._fence: CommitFence[Any] = CommitFence()
         self._pending: dict[Any, tuple[int, int]] = {}
         self.committed: dict[Any, int] = {}
         """The last offset committed per partition, by this member."""
@@ -353,12 +369,14 @@ class OffsetCommitter:
     def advance(self, tp: Any, offset: int, count: int) -> None:
         previous = self._pending.get(tp)
         self._pending[tp] = (offset, count + (previous[1] if previous else 0))
+        self._fence.record(tp, self._generation())
         self._wakeup.set()
 
     def forget(self, tps: Sequence[Any]) -> None:
         for tp in tps:
             self._pending.pop(tp, None)
             self.committed.pop(tp, None)
+            self._fence.forget(tp)
 
     async def run(self) -> None:
         while True:
@@ -374,13 +392,19 @@ class OffsetCommitter:
             batch = {
                 tp: entry for tp, entry in self._pending.items() if wanted is None or tp in wanted
             }
+            for tp in self._fence.admit(batch, self._generation())[1]:  # fenced: drop
+                del self._pending[tp], batch[tp]
+                self._log.warning(
+                    "commit dropped: recorded under an earlier group generation",
+                    partition=f"{tp.topic}-{tp.partition}",
+                )
             if not batch:
                 return True
             for tp in batch:
                 del self._pending[tp]
             offsets = {tp: offset for tp, (offset, _) in batch.items()}
             try:
-                await self._consumer.commit(offsets)
+                await asyncio.wait_for(self._consumer.commit(offsets), COMMIT_ATTEMPT_SECONDS)
             except IllegalStateError as err:
                 # Not assigned any more (revoked while the commit waited): not ours.
                 self._metrics.source_error("commit")
@@ -455,6 +479,23 @@ def _describe(err: BaseException) -> str:
     return text if text.startswith(name) else f"{name}: {text}"
 
 
+def _last_answer(consumer: Any, partitions: Mapping[Any, _Partition]) -> float | None:
+    """When the broker last answered a fetch of a partition being read (epoch seconds);
+    now when none is being read (all paused: the function is behind, not the broker)."""
+    reading = [tp for tp, part in partitions.items() if not part.lane.paused]
+    if not reading:
+        return time.time()
+    known: list[float] = []
+    for tp in reading:
+        try:
+            stamp = consumer.last_poll_timestamp(tp)
+        except AssertionError:  # aiokafka asserts it is assigned: being revoked
+            continue
+        if stamp is not None:
+            known.append(stamp / 1000.0)
+    return max(known) if known else None
+
+
 def _arrival(item: BatchItem) -> float:
     return item[0].timestamp / 1000.0
 
@@ -497,6 +538,7 @@ class KafkaPoller:
         self.committer: OffsetCommitter | None = None
         self.caller: CallerSlots | None = None
         self._fatal: BaseException | None = None
+        self.guard: KafkaPositionGuard | None = None  # positions outside the log
         destination = mapping.on_failure_destination
         if destination is not None and destination == f"kafka://{topic}":
             raise SourceError(
@@ -573,6 +615,7 @@ class KafkaPoller:
 
     async def run(self) -> None:
         ctx = self.ctx
+        ctx.status.progress.work_noun = "partition"  # progress.py names what has work
         self.source = source = await self._resolve_source()
         self.framing = source.framing()
         self.log = self.log.bind(group=source.group_id)
@@ -588,7 +631,12 @@ class KafkaPoller:
         consumer = AIOKafkaConsumer(**self._consumer_options(source))
         self.consumer = consumer
         consumer.subscribe([self.topic], listener=_Listener(self))
-        committer = OffsetCommitter(consumer, metrics=self.metrics, logger=self.log)
+        self.guard = guard = KafkaPositionGuard(
+            consumer, metrics=self.metrics, logger=self.log, restart=self._reset_partition
+        )
+        committer = OffsetCommitter(
+            consumer, metrics=self.metrics, logger=self.log, generation=guard.generation
+        )
         self.committer = committer
         committer_task: asyncio.Task[None] | None = None
         try:
@@ -625,6 +673,8 @@ class KafkaPoller:
 
     async def _fetch_loop(self) -> None:
         consumer = self.consumer
+        guard = self.guard
+        assert guard is not None
         stopping = self.ctx.stopping
         next_lag = 0.0
         while not stopping.is_set():
@@ -648,6 +698,7 @@ class KafkaPoller:
             if now >= next_lag:
                 next_lag = now + LAG_SAMPLE_SECONDS
                 self._sample_lag()
+                await guard.check_positions(list(self.partitions))  # log reset under us
 
     def _dispatch(self, data: Mapping[Any, Sequence[Any]]) -> None:
         """Hand the polled records to their partitions (they serialize them)."""
@@ -691,6 +742,7 @@ class KafkaPoller:
 
     def _sample_lag(self) -> None:
         consumer = self.consumer
+        backlog: dict[str, bool] = {}  # what has work, for progress.py
         for tp, part in self.partitions.items():
             try:
                 high = consumer.highwater(tp)
@@ -706,6 +758,10 @@ class KafkaPoller:
             else:
                 continue
             self.metrics.offset_lag(part.key).set(max(0, high - position))
+            backlog[part.key] = high > position
+        progress = self.ctx.status.progress
+        progress.work_snapshot(backlog, time.time())
+        progress.answered(_last_answer(consumer, self.partitions))  # broker reachable?
 
     # -- partitions ------------------------------------------------------------------
 
@@ -717,30 +773,57 @@ class KafkaPoller:
             self._fatal = err
 
     async def _assign(self, assigned: list[Any]) -> None:
-        assert self.framing is not None
+        assert self.guard is not None
+        self.guard.assigned()
         new = [tp for tp in assigned if tp not in self.partitions]
         for tp in new:
-            encoder = FragmentEncoder(tp.topic, tp.partition)
-            lane = PartitionLane(
-                tp.topic,
-                tp.partition,
-                limits=self.limits,
-                framing=self.framing,
-                prepare=self._preparer(encoder),
-                pause_records=self.pause_records,
-            )
-            part = _Partition(tp, lane)
-            self.partitions[tp] = part
-            part.task = asyncio.create_task(self._run_partition(part), name=f"kafka:{part.key}")
-            part.task.add_done_callback(self._partition_done)
+            self._open_partition(tp)
         if new:
             await self._seek_new(new)
+            await self.guard.check_committed(new)  # committed offsets behind the log start
         self._partitions_changed()
         self.metrics.rebalance("assigned")
         self.log.info(
             "partitions assigned",
             partitions=sorted(tp.partition for tp in assigned),
         )
+
+    def _open_partition(self, tp: Any) -> _Partition:
+        assert self.framing is not None
+        encoder = FragmentEncoder(tp.topic, tp.partition)
+        lane = PartitionLane(
+            tp.topic,
+            tp.partition,
+            limits=self.limits,
+            framing=self.framing,
+            prepare=self._preparer(encoder),
+            pause_records=self.pause_records,
+        )
+        part = _Partition(tp, lane)
+        self.partitions[tp] = part
+        part.task = asyncio.create_task(self._run_partition(part), name=f"kafka:{part.key}")
+        part.task.add_done_callback(self._partition_done)
+        return part
+
+    # -- positions that no longer exist (decisions: pollers/positions.py) --------------
+
+    async def _reset_partition(self, tp: Any, offset: int) -> None:
+        """Start the partition again at ``offset`` with a fresh lane; what was recorded
+        at the old positions is never committed."""
+        part = self.partitions.get(tp)
+        if part is None:
+            return
+        part.close()
+        part.lane.discard()
+        if part.task is not None and not part.task.done():
+            _, pending = await asyncio.wait([part.task], timeout=self.ctx.shutdown_timeout)
+            for task in pending:
+                task.cancel()
+        if self.committer is not None:
+            self.committer.forget([tp])
+        self.partitions.pop(tp, None)
+        self._open_partition(tp)
+        self.consumer.seek(tp, offset)
 
     async def _seek_new(self, tps: list[Any]) -> None:
         """``AT_TIMESTAMP``: position partitions without a committed offset."""

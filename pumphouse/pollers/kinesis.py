@@ -24,6 +24,7 @@ from pumphouse.aws import error_code
 from pumphouse.errors import SourceError, SourceNotFound, SourceThrottled
 from pumphouse.pollers.base import MappingContext
 from pumphouse.pollers.shapes import kinesis_record
+from pumphouse.pollers.stream_positions import stream_created_at
 from pumphouse.pollers.streams import (
     DataTrimmed,
     IteratorExpired,
@@ -71,16 +72,20 @@ class KinesisStream(StreamSource):
             return SourceNotFound(f"{where}: stream or shard not found ({err})")
         if code == "ExpiredIteratorException":
             return IteratorExpired(f"{where}: shard iterator expired")
-        if code == "TrimmedDataAccessException":
+        if code == "TrimmedDataAccessException" or (
+            code == "InvalidArgumentException" and operation == "GetShardIterator"
+        ):  # a sequence number the stream does not have: see pollers/positions.py
             return DataTrimmed(f"{where}: {err}")
         return SourceError(f"{where} failed: {code or type(err).__name__}: {err}")
 
     async def describe(self) -> None:
         client = await self._client()
         try:
-            await client.describe_stream_summary(StreamName=self.stream_name)
+            answer = await client.describe_stream_summary(StreamName=self.stream_name)
         except Exception as err:
             raise self._error("DescribeStreamSummary", err) from err
+        summary = answer.get("StreamDescriptionSummary", {})
+        self.created_at = stream_created_at(summary.get("StreamCreationTimestamp"))
 
     async def list_shards(self) -> list[ShardInfo]:
         client = await self._client()

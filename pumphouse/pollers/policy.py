@@ -13,7 +13,8 @@ Rules
 * **Record age.** Before every attempt, the records at the head of what is left whose
   arrival is older than ``MaximumRecordAgeInSeconds`` (``arrival < now - age``) are split
   off and given up with condition ``RecordAgeExceeded`` (no response context). Their
-  ``approximate_invoke_count`` is the number of times they were delivered (0 if never).
+  ``approximate_invoke_count`` is the number of the attempt that was about to be made,
+  1 + retries spent: 1 for records that were never delivered, as AWS records it.
 * **Outcomes** of an attempt (:class:`AttemptResult`): success; partial failure (ids from
   :mod:`pumphouse.pollers.responses`, only with ``ReportBatchItemFailures``); failure
   (the function raised / timed out / crashed, or returned a response that fails the
@@ -27,17 +28,21 @@ Rules
   retries (N = 1 → 2), with the response context of the last attempt.
 * **Partial response.** Everything before the lowest failed record is finished at once;
   what is left starts at the lowest failed record (records after it that succeeded are
-  delivered again). Re-invoking that remainder is a retry. Its response context has
+  delivered again). When that finished something (the checkpoint advanced), the
+  remainder is a new batch that starts at the checkpoint: invoking it spends no retry and
+  its retry budget and invoke count start afresh (AWS: six records, ``BatchSize`` 3,
+  ``MaximumRetryAttempts`` 3, record 5 always reported — record 5 is delivered five
+  times, once in the mixed batch and four times alone, and the failure record says
+  ``approximateInvokeCount`` 4). When nothing was finished (the first record failed),
+  invoking the same range again is a retry. The response context has
   ``functionError: null`` and covers only the remainder.
 * **Bisect** (``BisectBatchOnFunctionError``). On a failure, a range of more than one
   record is split in two halves (the first half is ``len // 2`` records) and each half is
   processed separately: the **first half to completion, then the second**, each with the
   retry budget the range had when it was split (splitting consumes no attempt, and what
   the first half spends is not taken from the second). A single record cannot split: it
-  is retried. With a partial response as well, the range is split at the lowest returned
-  record: the part before it is finished and the remainder is invoked again without
-  spending an attempt — unless nothing was finished (the first record failed), in which
-  case invoking the same range again is a retry.
+  is retried. With a partial response, the range is split at the lowest returned record
+  exactly as without bisect (see above).
 * **Give up.** ``give_up(GiveUp(...))`` is awaited, and only after it returned are those
   records passed to ``finished``. If ``give_up`` raises (the destination is unreachable
   and the poller's delivery gave up, typically because it is stopping), the exception
@@ -82,10 +87,12 @@ failure record was delivered.
 Worked example: partial response
 --------------------------------
 Same batch, ``ReportBatchItemFailures`` on, no bisect, ``MaximumRetryAttempts`` 1; the
-function reports r5 and r6 as failed::
+function reports r5 and r6 as failed, then r5 whenever it is there::
 
-    1  r0 … r7     partial [r5, r6]   finished(r0..r4); retry 1 of 1 from r5
-    2  r5 r6 r7    partial [r5]       budget spent: give_up(r5 r6 r7,
+    1  r0 … r7     partial [r5, r6]   finished(r0..r4): the checkpoint advanced, so
+                                      r5 r6 r7 is a new batch (no retry spent)
+    2  r5 r6 r7    partial [r5]       nothing finished: retry 1 of 1
+    3  r5 r6 r7    partial [r5]       budget spent: give_up(r5 r6 r7,
                                       approximateInvokeCount=2, functionError null),
                                       then finished(r5..r7)
 """
@@ -376,7 +383,6 @@ class _Range:
     start: int
     end: int
     retries_used: int
-    deliveries: int
 
     def __len__(self) -> int:
         return self.end - self.start
@@ -410,7 +416,7 @@ class _OrderedRun(Generic[R]):
         if not self.policy.infinite_retries:
             # After a restart at least one more attempt is made (see the module doc).
             retries = min(retries, self.policy.max_retry_attempts)
-        stack = [_Range(0, len(self.records), retries, max(0, attempts_so_far))]
+        stack = [_Range(0, len(self.records), retries)]
         first = True
         not_run_streak = 0
         while stack:
@@ -435,7 +441,6 @@ class _OrderedRun(Generic[R]):
                     await self._back_off(self.policy.backoff(not_run_streak))
                     continue
                 not_run_streak = 0
-                rng.deliveries += 1
 
                 if result.outcome is AttemptOutcome.SUCCESS:
                     await self._finish(rng.start, rng.end)
@@ -445,12 +450,13 @@ class _OrderedRun(Generic[R]):
                 if result.outcome is AttemptOutcome.PARTIAL:
                     lowest = self._lowest_failed(rng, result.failed_ids)
                     if lowest is not None:
-                        progressed = lowest > rng.start
-                        if progressed:
+                        if lowest > rng.start:
+                            # The checkpoint advanced: what is left is a new batch that
+                            # starts there, with a fresh budget (no retry spent).
                             await self._finish(rng.start, lowest)
                             rng.start = lowest
-                        if self.policy.bisect_on_function_error and progressed:
-                            continue  # split at the returned record: no attempt spent
+                            rng.retries_used = 0
+                            continue
                         context = result.response_context or ResponseContext(function_error=None)
                         if not await self._retry_or_give_up(rng, context, result.request_id):
                             break
@@ -460,8 +466,8 @@ class _OrderedRun(Generic[R]):
                 # FAILED (or a partial response naming nothing of this range).
                 if self.policy.bisect_on_function_error and len(rng) > 1:
                     middle = rng.start + len(rng) // 2
-                    stack.append(_Range(middle, rng.end, rng.retries_used, rng.deliveries))
-                    stack.append(_Range(rng.start, middle, rng.retries_used, rng.deliveries))
+                    stack.append(_Range(middle, rng.end, rng.retries_used))
+                    stack.append(_Range(rng.start, middle, rng.retries_used))
                     break
                 context = result.response_context or ResponseContext()
                 if not await self._retry_or_give_up(rng, context, result.request_id):
@@ -507,7 +513,8 @@ class _OrderedRun(Generic[R]):
             GiveUp(
                 records=self.records[rng.start : end],
                 condition=FailureCondition.RECORD_AGE_EXCEEDED,
-                approximate_invoke_count=rng.deliveries,
+                # The attempt about to be made: 1 when never delivered (AWS-recorded).
+                approximate_invoke_count=1 + rng.retries_used,
                 response_context=None,
                 request_id=self.last_request_id,
             ),

@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import struct
+from array import array
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
@@ -70,11 +71,21 @@ def _epoch(value: datetime | float | int) -> float:
 # SQS
 
 
-def sqs_record(message: Mapping[str, Any], *, queue_arn: str, region: str) -> dict[str, Any]:
+def sqs_record(
+    message: Mapping[str, Any],
+    *,
+    queue_arn: str,
+    region: str,
+    batching_window: float = 0.0,
+) -> dict[str, Any]:
     """One record of an SQS event from one received message.
 
-    ``md5OfMessageAttributes`` is present only when the message has attributes (computed
-    with SQS's algorithm when the server did not send it); FIFO queues' attributes
+    ``md5OfMessageAttributes`` is the digest when the message has attributes (computed
+    with SQS's algorithm when the server did not send it). Without attributes it depends
+    on the mapping's ``MaximumBatchingWindowInSeconds`` (``batching_window``), as every
+    AWS-recorded event shows: ``null`` with a window of 1 s or more, absent with a
+    window of 0 — a handler reading ``record["md5OfMessageAttributes"]`` works on AWS
+    with a window, so it must here too. FIFO queues' attributes
     (``SequenceNumber``, ``MessageGroupId``, ``MessageDeduplicationId``) come with the
     other system attributes. The body is passed byte for byte.
     """
@@ -98,6 +109,8 @@ def sqs_record(message: Mapping[str, Any], *, queue_arn: str, region: str) -> di
         record["md5OfMessageAttributes"] = message.get(
             "MD5OfMessageAttributes"
         ) or md5_of_message_attributes(user_attributes)
+    elif batching_window > 0:
+        record["md5OfMessageAttributes"] = None
     record["md5OfBody"] = message.get("MD5OfBody") or hashlib.md5(
         body.encode("utf-8"), usedforsecurity=False
     ).hexdigest()
@@ -159,7 +172,7 @@ def kinesis_record(
 ) -> dict[str, Any]:
     """One record of a Kinesis event. ``approximateArrivalTimestamp`` is epoch seconds
     with milliseconds (a float); ``data`` is base64; ``eventID`` is
-    ``<shardId>:<sequenceNumber>``."""
+    ``<shardId>:<sequenceNumber>``; ``encryptionType`` only for an encrypted stream."""
     sequence_number = record["SequenceNumber"]
     kinesis: dict[str, Any] = {
         "kinesisSchemaVersion": "1.0",
@@ -168,8 +181,11 @@ def kinesis_record(
         "data": _b64(record["Data"]),
         "approximateArrivalTimestamp": round(_epoch(record["ApproximateArrivalTimestamp"]), 3),
     }
-    if record.get("EncryptionType"):
-        kinesis["encryptionType"] = record["EncryptionType"]
+    encryption = record.get("EncryptionType")
+    if encryption and encryption != "NONE":
+        # AWS delivers no ``encryptionType`` for an unencrypted stream (every recorded
+        # event), although GetRecords may say "NONE"; "KMS" is passed on.
+        kinesis["encryptionType"] = encryption
     return {
         "kinesis": kinesis,
         "eventSource": KINESIS_EVENT_SOURCE,
@@ -190,15 +206,16 @@ def dynamodb_record(
     record: Mapping[str, Any], *, stream_arn: str, region: str
 ) -> dict[str, Any]:
     """One record of a DynamoDB Streams event: ``eventVersion`` "1.1",
-    ``ApproximateCreationDateTime`` in epoch seconds, images present as the stream's
+    ``ApproximateCreationDateTime`` in epoch seconds as a float, images present as the stream's
     view type provides them, binary values in base64, ``userIdentity`` (TTL deletes)
     with Lambda's lowercase keys."""
     stream_record = record.get("dynamodb") or {}
     dynamodb: dict[str, Any] = {}
     created = stream_record.get("ApproximateCreationDateTime")
     if created is not None:
-        seconds = _epoch(created)
-        dynamodb["ApproximateCreationDateTime"] = int(seconds) if seconds.is_integer() else seconds
+        # Always a float, whole seconds included (AWS delivers ``1693997155.0``): a typed
+        # handler or a schema that expects a number with a fraction must not get an int.
+        dynamodb["ApproximateCreationDateTime"] = _epoch(created)
     for image in ("Keys", "NewImage", "OldImage"):
         if stream_record.get(image) is not None:
             dynamodb[image] = attribute_map(stream_record[image])
@@ -252,6 +269,15 @@ def attribute_value(value: Mapping[str, Any]) -> dict[str, Any]:
 # Kafka
 
 
+def kafka_header_value(data: bytes | None) -> list[int]:
+    """A Kafka header's value as Lambda delivers it: its bytes as **signed** integers
+    (-128 … 127; ``ë`` is ``[-61, -85]``), the way Java's ``byte[]`` serializes. AWS's own
+    event types were changed to match (aws-lambda-go ``JSONNumberBytes``/int8, #506;
+    aws-lambda-dotnet ``sbyte[]``, b3fd72c), so a typed handler fails on unsigned values
+    of 128 and more. A null value is an empty list."""
+    return array("b", data).tolist() if data else []
+
+
 def kafka_partition_key(topic: str, partition: int) -> str:
     """The key of a partition's records in a Kafka event: ``<topic>-<partition>``."""
     return f"{topic}-{partition}"
@@ -269,7 +295,8 @@ def kafka_record(
     headers: Sequence[tuple[str, bytes | None]],
 ) -> dict[str, Any]:
     """One record of a Kafka event. ``key`` is left out when the record has none, and so
-    is ``value`` for a tombstone (a null value); header values are lists of byte values.
+    is ``value`` for a tombstone (a null value); header values are lists of signed byte
+    values (:func:`kafka_header_value`).
     ``timestamp_type`` may be Kafka's number (0 create time, 1 log append time)."""
     if isinstance(timestamp_type, int):
         timestamp_type = _KAFKA_TIMESTAMP_TYPES.get(timestamp_type, "NO_TIMESTAMP_TYPE")
@@ -284,7 +311,7 @@ def kafka_record(
         record["key"] = _b64(key)
     if value is not None:
         record["value"] = _b64(value)
-    record["headers"] = [{name: list(data or b"")} for name, data in headers]
+    record["headers"] = [{name: kafka_header_value(data)} for name, data in headers]
     return record
 
 

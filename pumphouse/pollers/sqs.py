@@ -722,9 +722,11 @@ class SqsPoller:
                 except SourceError as err:
                     failures += 1
                     self.ctx.status.problem(str(err))
+                    self.ctx.status.progress.read_failed(time.time())  # progress.py
                     self._log.warning("receive failed", error=str(err), attempt=failures)
                     await self._sleep(_backoff(failures))
                     continue
+                self.ctx.status.progress.read_succeeded()
                 if failures:
                     failures = 0
                     self._log.info("receive recovered")
@@ -823,6 +825,7 @@ class SqsPoller:
         queue_arn = self._queue_arn
         region = self._region
         fifo = self._fifo
+        window = self._window
         # FIFO groups that must not go on in this receive (a message of theirs failed or
         # cannot be delivered), and the later messages of those groups, released at once
         # to wait behind it on the queue.
@@ -845,7 +848,9 @@ class SqsPoller:
                     group=group,
                 )
                 continue
-            record = sqs_record(message, queue_arn=queue_arn, region=region)
+            record = sqs_record(
+                message, queue_arn=queue_arn, region=region, batching_window=window
+            )
             if not filters.is_empty and not filters.matches(record):
                 filtered.append(message)
                 if self._body_filter and not _is_json(message.get("Body", "")):
@@ -1172,6 +1177,8 @@ class SqsPoller:
                 for name, gauge in gauges.items():
                     if name in attributes:
                         gauge.set(int(attributes[name]))
+                visible = int(attributes.get("ApproximateNumberOfMessages", 0))  # progress.py
+                self.ctx.status.progress.work("queue", visible > 0, time.time())
                 self._visibility_changed(attributes.get("VisibilityTimeout"))
             await self._sleep(self._sample_interval)
 

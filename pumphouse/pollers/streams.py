@@ -187,7 +187,14 @@ from pumphouse.pollers.policy import (
     classify_invocation,
     process_ordered_batch,
 )
+from pumphouse.pollers.progress import expected_share
 from pumphouse.pollers.responses import stream_item_id
+from pumphouse.pollers.stream_positions import (
+    checked_checkpoint,
+    current_checkpoints,
+    report_rejected,
+    report_vanished,
+)
 from pumphouse.state import Checkpoint, Lease, LeaseInfo, retry_state
 
 if TYPE_CHECKING:
@@ -480,6 +487,8 @@ class StreamSource(abc.ABC):
     page_limit: int = 10000
     """``Limit`` of a ``GetRecords`` call."""
     stream_arn: str
+    created_at: float | None = None
+    """The stream's creation time, set by :meth:`describe` (kept with checkpoints)."""
 
     @abc.abstractmethod
     async def describe(self) -> None:
@@ -712,6 +721,7 @@ class ShardProcessor:
                 await self._sleep(_backoff(errors))
                 continue
             errors = 0
+            self.ctx.status.progress.read_succeeded()  # the source answers (progress.py)
             raws = result.records
             if raws:
                 read_at = time.monotonic()
@@ -752,6 +762,9 @@ class ShardProcessor:
                     lanes[index].wake.set()
             if result.millis_behind is not None:
                 self._behind.set(result.millis_behind / 1000)
+            self.ctx.status.progress.work(  # has this shard work? (progress.py)
+                self.shard_id, bool(result.millis_behind or raws or self.buffered), time.time()
+            )
             if result.next_iterator is None:
                 self.shard_closed = True
                 self.caught_up_since = started
@@ -774,6 +787,11 @@ class ShardProcessor:
             except DataTrimmed as err:
                 self.ctx.metrics.source_error("get_shard_iterator", kind="trimmed")
                 self._bound.warning("checkpoint is past the retention period", error=str(err))
+                report_rejected(  # a position the stream no longer has: positions.py
+                    err, shard_id=self.shard_id, sequence_number=position.sequence_number,
+                    stream_created=self.source.created_at, metrics=self.ctx.metrics,
+                    logger=self._bound,
+                )  # fmt: skip
                 position = StartPosition("TRIM_HORIZON")
                 continue
             except SourceNotFound:
@@ -1209,6 +1227,7 @@ class ShardProcessor:
                 retries=dict(self.retries),
                 window=self.window.to_json() if self.window is not None else None,
                 shard_ended=ended,
+                stream_created=self.source.created_at,
             )
             store = self.ctx.state.checkpoints
             uuid = self.ctx.mapping.uuid
@@ -1319,6 +1338,11 @@ class StreamPoller(abc.ABC):
         self._bound = log.bind(mapping=mapping.label)
         self._last_listing = -math.inf
         self._releases: set[asyncio.Task[None]] = set()
+        self.share = 0
+        self._vanished: set[str] = set()
+        """Shards this replica should own at least (progress.py): floor(eligible/replicas)."""
+        ctx.status.progress.work_noun = "shard"
+        ctx.status.store_down_since = lambda: ctx.state.health.down_since
 
     # -- what a source provides ------------------------------------------------------------
 
@@ -1342,6 +1366,7 @@ class StreamPoller(abc.ABC):
         ctx = self.ctx
         await self.source.describe()
         ctx.status.ready()
+        ctx.status.progress.read_succeeded()  # the stream answers again (progress.py)
         try:
             while not ctx.stopping.is_set():
                 await self._cycle()
@@ -1369,6 +1394,7 @@ class StreamPoller(abc.ABC):
             try:
                 self.lineage.update(await self.source.list_shards())
                 self._last_listing = now
+                ctx.status.progress.read_succeeded()
             except SourceNotFound:
                 raise
             except SourceError as err:
@@ -1378,15 +1404,24 @@ class StreamPoller(abc.ABC):
                 self._bound.warning("listing shards failed", error=str(err))
         self._reap()
         await self._renew()
+        self._update_gauges()  # a lease lost in _renew stops counting at once
         uuid = ctx.mapping.uuid
         stop = ctx.stopping
-        try:
-            self.checkpoints = await retry_state(
-                lambda: ctx.state.checkpoints.list(uuid), what="list checkpoints", stop=stop
-            )
+        try:  # one attempt: the next cycle (a third of the lease) renews and tries again,
+            # so an outage loses the leases on time instead of blocking here (progress.py)
+            self.checkpoints = await ctx.state.checkpoints.list(uuid)
         except StateStoreError as err:
             ctx.status.problem(f"state store: {err}")
             return
+        # An earlier incarnation's checkpoints mean nothing here (positions.py).
+        self.checkpoints = current_checkpoints(
+            self.checkpoints, stream_created=self.source.created_at
+        )
+        report_vanished(  # checkpoints of shards the stream no longer lists
+            self.checkpoints, reported=self._vanished,
+            listed={s for s, st in self.lineage.states.items() if st is not ShardState.RETIRED},
+            metrics=ctx.metrics, logger=self._bound,
+        )  # fmt: skip
         self.lineage.mark_ended(s for s, c in self.checkpoints.items() if c.shard_ended)
         for shard_id in self.owned:
             self.lineage.set_state(shard_id, ShardState.PROCESSING)
@@ -1396,7 +1431,8 @@ class StreamPoller(abc.ABC):
         self._update_gauges()
 
     def _update_gauges(self) -> None:
-        owned = len(self.owned)
+        owned = sum(1 for item in self.owned.values() if not item.processor.lost.is_set())
+        self.ctx.status.progress.shards(owned=owned, expected=self.share, now=time.time())
         self.ctx.metrics.shards_owned.set(owned)
         self.ctx.metrics.pollers_active.set(owned)
         self.caller.set_limit(max(1, owned * self.lanes))
@@ -1409,6 +1445,7 @@ class StreamPoller(abc.ABC):
                 continue
             del self.owned[shard_id]
             self.ctx.metrics.forget_shard(shard_id)
+            self.ctx.status.progress.forget(shard_id)
             if task.cancelled():
                 continue
             error = task.exception()
@@ -1472,6 +1509,11 @@ class StreamPoller(abc.ABC):
             return
         prefix = len(self.lease_prefix)
         leases = {info.name[prefix:]: info for info in infos}
+        self.share = expected_share(  # progress.py: fewer owned than this is a stall
+            len(eligible),
+            {i.owner for s, i in leases.items() if i.owner and not i.expired and s in eligible},
+            me=ctx.replica_id,
+        )
         busy = set(self.owned)
         plan = plan_leases(
             me=ctx.replica_id,
@@ -1537,6 +1579,10 @@ class StreamPoller(abc.ABC):
             self.lineage.set_state(shard_id, ShardState.DISCOVERED)
             self._spawn_release(lease)
             return
+        checkpoint, stale = checked_checkpoint(  # a position the stream no longer has
+            checkpoint, shard_id=shard_id, stream_created=self.source.created_at,
+            metrics=ctx.metrics, logger=self._bound,
+        )  # fmt: skip
         if checkpoint is not None and checkpoint.shard_ended:
             self.lineage.mark_ended([shard_id])
             self._spawn_release(lease)
@@ -1546,7 +1592,9 @@ class StreamPoller(abc.ABC):
             shard_id,
             lease=lease,
             checkpoint=checkpoint,
-            position=self._start_position(shard_id, checkpoint),
+            position=StartPosition("TRIM_HORIZON")
+            if stale
+            else self._start_position(shard_id, checkpoint),
         )
         task = asyncio.create_task(processor.run(), name=f"shard:{ctx.mapping.label}:{shard_id}")
         task.add_done_callback(lambda _: self.rediscover.set())  # wake the coordinator

@@ -9,6 +9,9 @@ event (a JSON-able value) and returns an :class:`InvocationResult`. Modules:
 * ``slots`` — concurrency limits (global, per function, per caller) and fair waiting;
 * ``pool`` — the warm workers of one function; ``process`` — one worker, seen from
   the parent; ``worker`` — the bootstrap running inside a worker;
+* ``launch`` — which process runs a function (Python's bootstrap, or a runtime process
+  for ``nodejs*``, ``provided*`` and ``ImageConfig``); ``runtime_process`` — one runtime
+  process, seen from the parent; ``runtime_api`` — Lambda's Runtime API, one per process;
 * ``protocol`` / ``channel`` — the framed control pipes; ``context`` — the handler's
   ``context``; ``environment`` — the worker's built environment;
 * ``local`` — :func:`invoke_local` and :func:`format_report` for ``pumphouse invoke``.

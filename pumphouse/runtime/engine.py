@@ -31,6 +31,7 @@ import os
 import secrets
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -38,6 +39,7 @@ import structlog
 
 from pumphouse.errors import PumphouseError
 from pumphouse.runtime.environment import DEFAULT_PASS_ENVIRONMENT, import_roots
+from pumphouse.runtime.launch import check_launches
 from pumphouse.runtime.pool import WorkerPool
 from pumphouse.runtime.process import FunctionLogLine, InitReport, LogSink, MemoryWatchdog
 from pumphouse.runtime.protocol import MAX_REQUEST_BYTES
@@ -108,6 +110,7 @@ class Runtime:
         pass_environment: Sequence[str] = DEFAULT_PASS_ENVIRONMENT,
         metrics: Metrics | None = None,
         log_sink: LogSink | None = None,
+        node_modules: Sequence[str | Path] = (),
     ) -> None:
         """
         :param functions: the functions, by name (each spec's ``name`` must match).
@@ -119,6 +122,11 @@ class Runtime:
         :param metrics: the registry to report to; default :func:`get_metrics`.
         :param log_sink: receives every line functions write; default: structlog
             events from the ``pumphouse.function`` logger.
+        :param node_modules: ``node_modules`` directories searched for AWS's Node.js
+            runtime interface client after each Node function's own.
+
+        Raises :class:`~pumphouse.errors.ConfigError` when a function's process cannot
+        be started as configured (see :mod:`pumphouse.runtime.launch`).
         """
         for name, spec in functions.items():
             if spec.name != name:
@@ -136,6 +144,7 @@ class Runtime:
             reserved={n: s.reserved_concurrency for n, s in self._specs.items()},
             metrics=self.metrics,
         )
+        launches = check_launches(self._specs, node_modules=[Path(p) for p in node_modules])
         self._watchdog = MemoryWatchdog()
         roots = import_roots()
         sink = log_sink if log_sink is not None else structlog_sink
@@ -148,6 +157,7 @@ class Runtime:
                 log_sink=sink,
                 watchdog=self._watchdog,
                 metrics=self.metrics,
+                launch=launches[name],
             )
             for name, spec in self._specs.items()
         }

@@ -153,7 +153,7 @@ def build_environment(
             "AWS_EXECUTION_ENV": f"AWS_Lambda_{spec.runtime}",
             "LAMBDA_TASK_ROOT": code_dir,
             "LAMBDA_RUNTIME_DIR": str(RUNTIME_DIR),
-            "_HANDLER": spec.handler,
+            "_HANDLER": spec.command[0] if spec.command else spec.handler,
             "TMPDIR": tmpdir,
             "TMP": tmpdir,
             "TEMP": tmpdir,

@@ -9,6 +9,7 @@ as Lambda's ``REPORT`` log line.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from pumphouse.runtime.engine import Runtime
@@ -25,11 +26,14 @@ async def invoke_local(
     *,
     pass_environment: Sequence[str] = DEFAULT_PASS_ENVIRONMENT,
     on_log: Callable[[str], None] | None = None,
+    node_modules: Sequence[str | Path] = (),
 ) -> InvocationResult:
     """Invoke ``spec``'s handler once with ``event`` in a new worker process.
 
     ``on_log`` receives each line the function writes (stdout and stderr); without it
     they are structlog events, as in the service. Metrics go to a private registry.
+    ``node_modules``: where else to look for AWS's Node.js runtime interface client (see
+    :class:`~pumphouse.runtime.engine.Runtime`).
     """
     sink = None
     if on_log is not None:
@@ -44,6 +48,7 @@ async def invoke_local(
         pass_environment=pass_environment,
         metrics=Metrics(),
         log_sink=sink,
+        node_modules=node_modules,
     )
     try:
         return await runtime.invoke(spec.name, event)

@@ -6,6 +6,10 @@ that surplus workers age and are retired after ``worker_idle_seconds`` without u
 ``provisioned_concurrency`` workers are started by :meth:`start_provisioned` and kept
 alive whatever their idle time; one that dies is replaced.
 
+A worker is pumphouse's Python bootstrap (:class:`~pumphouse.runtime.process.WorkerProcess`)
+or, for other runtimes, a runtime process speaking the Runtime API
+(:class:`~pumphouse.runtime.runtime_process.RuntimeProcess`); the pool treats both alike.
+
 A worker is never reused after a kill (timeout, out of memory, cancelled) or a crash:
 the next invocation gets a fresh one, so one bad invocation cannot poison the pool.
 
@@ -37,9 +41,11 @@ import orjson
 import structlog
 
 from pumphouse.runtime.environment import build_environment
+from pumphouse.runtime.launch import Launch
 from pumphouse.runtime.process import (
     Answer,
     AnswerKind,
+    ExecutionEnvironment,
     InitKind,
     InitReport,
     LogSink,
@@ -90,16 +96,20 @@ class WorkerPool:
         log_sink: LogSink,
         watchdog: MemoryWatchdog,
         metrics: Metrics,
+        launch: Launch | None = None,
     ) -> None:
+        """``launch``: the runtime process to run (see :mod:`pumphouse.runtime.launch`);
+        None runs pumphouse's Python bootstrap."""
         self.spec = spec
+        self.launch = launch
         self.idle_seconds = idle_seconds
         self.init_timeout = max(INIT_TIMEOUT_SECONDS, spec.timeout)
         self._pass_environment = tuple(pass_environment)
         self._extra_pythonpath = tuple(extra_pythonpath)
         self._log_sink = log_sink
         self._watchdog = watchdog
-        self._idle: list[WorkerProcess] = []
-        self._workers: set[WorkerProcess] = set()
+        self._idle: list[ExecutionEnvironment] = []
+        self._workers: set[ExecutionEnvironment] = set()
         self._init_failure: InitReport | None = None
         self._closing = False
         self._provisioning: asyncio.Task[None] | None = None
@@ -197,14 +207,14 @@ class WorkerPool:
                 self._idle.append(worker)
         return self.report(result)
 
-    def _take_idle(self) -> WorkerProcess | None:
+    def _take_idle(self) -> ExecutionEnvironment | None:
         while self._idle:
             worker = self._idle.pop()
             if worker.alive:
                 return worker
         return None
 
-    def _spawn(self, *, provisioned: bool) -> WorkerProcess:
+    def _spawn(self, *, provisioned: bool) -> ExecutionEnvironment:
         spec = self.spec
         tmpdir = tempfile.mkdtemp(prefix=f"pumphouse-{_UNSAFE.sub('_', spec.name)[:40]}-")
         env = build_environment(
@@ -215,18 +225,37 @@ class WorkerPool:
             initialization_type="provisioned-concurrency" if provisioned else "on-demand",
             extra_pythonpath=self._extra_pythonpath,
         )
+        launch = self.launch
         try:
-            worker = WorkerProcess.spawn(
-                function=spec.name,
-                function_arn=spec.invoked_function_arn,
-                memory_size_mb=spec.memory_size,
-                cwd=str(spec.code_uri),
-                env=env,
-                tmpdir=tmpdir,
-                log_sink=self._log_sink,
-                on_exit=self._on_worker_exit,
-                provisioned=provisioned,
-            )
+            worker: ExecutionEnvironment
+            if launch is None:
+                worker = WorkerProcess.spawn(
+                    function=spec.name,
+                    function_arn=spec.invoked_function_arn,
+                    memory_size_mb=spec.memory_size,
+                    cwd=str(spec.code_uri),
+                    env=env,
+                    tmpdir=tmpdir,
+                    log_sink=self._log_sink,
+                    on_exit=self._on_worker_exit,
+                    provisioned=provisioned,
+                )
+            else:
+                from pumphouse.runtime.runtime_process import RuntimeProcess
+
+                env["_HANDLER"] = launch.handler
+                worker = RuntimeProcess.spawn(
+                    function=spec.name,
+                    function_arn=spec.invoked_function_arn,
+                    memory_size_mb=spec.memory_size,
+                    argv=launch.argv,
+                    cwd=str(launch.cwd),
+                    env=env,
+                    tmpdir=tmpdir,
+                    log_sink=self._log_sink,
+                    on_exit=self._on_worker_exit,
+                    provisioned=provisioned,
+                )
         except BaseException:
             import shutil
 
@@ -236,7 +265,7 @@ class WorkerPool:
         self._log.debug("worker started", pid=worker.pid, provisioned=provisioned)
         return worker
 
-    def _on_worker_exit(self, worker: WorkerProcess) -> None:
+    def _on_worker_exit(self, worker: ExecutionEnvironment) -> None:
         self._workers.discard(worker)
         if worker in self._idle:
             self._idle.remove(worker)
@@ -256,7 +285,7 @@ class WorkerPool:
         self,
         request_id: str,
         answer: Answer,
-        worker: WorkerProcess,
+        worker: ExecutionEnvironment,
         *,
         cold: bool,
         init_ms: float | None,
@@ -285,7 +314,13 @@ class WorkerPool:
             outcome = Outcome.SUCCESS
             body = answer.body if answer.body is not None else memoryview(b"null")
             response_bytes = len(body)
-            payload = bytes(body) if meta.get("raw") else orjson.loads(body)
+            if meta.get("raw"):
+                payload = bytes(body)
+            else:
+                try:
+                    payload = orjson.loads(body)
+                except orjson.JSONDecodeError:  # a runtime posted a response that is not JSON
+                    payload = bytes(body)
         elif kind is AnswerKind.ERROR:
             outcome = _ERROR_OUTCOMES.get(meta.get("kind", ""), Outcome.FUNCTION_ERROR)
             error = meta.get("error") or lambda_error("Runtime.Unknown", "", request_id=request_id)
@@ -407,7 +442,7 @@ class WorkerPool:
         missing = self.spec.provisioned_concurrency - len(self._workers)
         if missing <= 0 or self._closing or self._init_failure is not None:
             return
-        workers: list[WorkerProcess] = []
+        workers: list[ExecutionEnvironment] = []
         for _ in range(missing):
             try:
                 workers.append(self._spawn(provisioned=True))

@@ -12,10 +12,12 @@
   when longer). The module's top-level code therefore runs — in that worker, never in
   the process that asks — as it would in Lambda's init.
 
-Other runtimes: the configuration model accepts only ``python3.X`` today. A runtime
-family that runs through a bootstrap or a runtime interface client gets its own entry
-in :data:`RUNTIME_CHECKS` (for example: the ``bootstrap`` file in ``CodeUri`` exists and
-is executable) when the model learns it; :func:`check_function` already dispatches on it.
+Other runtimes (``nodejs*``, ``provided*``, ``ImageConfig``): what starts the runtime
+process — the executable ``bootstrap``, ``node`` and AWS's ``aws-lambda-ric``, the image's
+``EntryPoint`` — is resolved when the :class:`~pumphouse.runtime.engine.Runtime` is built
+(:func:`pumphouse.runtime.launch.check_launches`), so a missing one is refused, by path,
+before any handler check runs. A runtime family may add a deeper check (its init) as an
+entry in :data:`RUNTIME_CHECKS`; :func:`check_function` dispatches on it.
 
 Each problem is a ``(field, message)`` pair: the caller puts the function's path in front
 (``Functions.orders.Handler: Runtime.ImportModuleError: Unable to import module 'app':

@@ -147,8 +147,12 @@ def read_peak_rss_kb(pid: int) -> int | None:
     return None
 
 
-class WorkerProcess:
-    """The parent's handle on one worker. Create with :meth:`spawn`."""
+class ExecutionEnvironment:
+    """The parent's handle on one execution environment: a process (and its session),
+    its output, its exit, its init and one invocation at a time. How invocations reach
+    the process is the subclass's: :class:`WorkerProcess` (pumphouse's Python bootstrap,
+    framed pipes) or :class:`~pumphouse.runtime.runtime_process.RuntimeProcess` (any
+    runtime, through the Runtime API)."""
 
     def __init__(
         self,
@@ -156,10 +160,9 @@ class WorkerProcess:
         function: str,
         memory_size_mb: int,
         proc: subprocess.Popen[bytes],
-        channel_fds: tuple[int, int],
         tmpdir: str,
         log_sink: LogSink,
-        on_exit: Callable[[WorkerProcess], None],
+        on_exit: Callable[[ExecutionEnvironment], None],
         spawned_at: float,
         provisioned: bool,
     ) -> None:
@@ -186,14 +189,6 @@ class WorkerProcess:
         self._timer: asyncio.TimerHandle | None = None
         self._exited: asyncio.Future[int] = self._loop.create_future()
         self._kill_timer: asyncio.TimerHandle | None = None
-        read_fd, write_fd = channel_fds
-        self.channel = FrameChannel(
-            self._loop,
-            read_fd=read_fd,
-            write_fd=write_fd,
-            on_frame=self._on_frame,
-            on_close=self._on_channel_closed,
-        )
         self._outputs: dict[int, tuple[str, bytearray]] = {}
         for stream_name, stream in (("stdout", proc.stdout), ("stderr", proc.stderr)):
             if stream is None:
@@ -210,68 +205,6 @@ class WorkerProcess:
             self._exit_poller = self._loop.create_task(self._poll_exit())
         else:
             self._loop.add_reader(self._pidfd, self._on_pidfd)
-
-    # -- creation ------------------------------------------------------------------
-
-    @classmethod
-    def spawn(
-        cls,
-        *,
-        function: str,
-        function_arn: str,
-        memory_size_mb: int,
-        cwd: str,
-        env: Mapping[str, str],
-        tmpdir: str,
-        log_sink: LogSink,
-        on_exit: Callable[[WorkerProcess], None],
-        provisioned: bool = False,
-    ) -> WorkerProcess:
-        """Start a worker process (OSError if it cannot be started). Must be called on
-        the event loop; the init phase runs in the background: await :meth:`wait_ready`."""
-        spawned_at = time.monotonic()
-        request_read, request_write = os.pipe()
-        answer_read, answer_write = os.pipe()
-        protocol.enlarge_pipe(request_write)
-        protocol.enlarge_pipe(answer_write)
-        args = [
-            sys.executable,
-            "-m",
-            "pumphouse.runtime.worker",
-            str(request_read),
-            str(answer_write),
-            str(memory_size_mb),
-            function_arn,
-        ]
-        try:
-            proc = subprocess.Popen(
-                args,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                cwd=cwd,
-                env=dict(env),
-                pass_fds=(request_read, answer_write),
-                start_new_session=True,
-            )
-        except BaseException:
-            for fd in (request_write, answer_read):
-                os.close(fd)
-            raise
-        finally:
-            os.close(request_read)
-            os.close(answer_write)
-        return cls(
-            function=function,
-            memory_size_mb=memory_size_mb,
-            proc=proc,
-            channel_fds=(answer_read, request_write),
-            tmpdir=tmpdir,
-            log_sink=log_sink,
-            on_exit=on_exit,
-            spawned_at=spawned_at,
-            provisioned=provisioned,
-        )
 
     # -- init ----------------------------------------------------------------------
 
@@ -339,13 +272,9 @@ class WorkerProcess:
         self.request_id = request_id
         self.invocations += 1
         deadline_ms = int(time.time() * 1000.0 + timeout * 1000.0)
-        if extra_meta:
-            meta = orjson.dumps({**extra_meta, "id": request_id, "deadline_ms": deadline_ms})
-        else:  # the hot path: no dict to build for two fields
-            meta = b'{"id":"%s","deadline_ms":%d}' % (request_id.encode(), deadline_ms)
         loop = self._loop
         answer = self._answer = loop.create_future()
-        self.channel.send(protocol.INVOKE, meta, body)
+        self._deliver(request_id, deadline_ms, body, extra_meta)
         self._timer = loop.call_at(loop.time() + timeout, self._on_timeout)
         try:
             result: Answer = await answer
@@ -366,11 +295,32 @@ class WorkerProcess:
         self._resolve_answer(AnswerKind.TIMEOUT)
         self.kill("timeout")
 
+    def _deliver(self, request_id: str, deadline_ms: int, body: bytes | memoryview,
+                 extra_meta: Mapping[str, Any] | None) -> None:
+        """Hand one invocation to the process (the subclass's transport)."""
+        raise NotImplementedError
+
+    def _close_control(self) -> None:
+        """Close the control channel (the process is being killed or has exited)."""
+        raise NotImplementedError
+
+    def _request_exit(self) -> None:
+        """Ask an idle process to exit, before SIGTERM."""
+        raise NotImplementedError
+
+    def rss_kb(self) -> int | None:
+        """Resident memory now, in KiB (None if gone)."""
+        return read_rss_kb(self.pid)
+
+    def peak_rss_kb(self) -> int | None:
+        """Highest resident memory seen by the kernel, in KiB (None if gone)."""
+        return read_peak_rss_kb(self.pid)
+
     def check_memory(self) -> None:
         """Kill the worker if its resident memory is over MemorySize (the watchdog)."""
         if self.state is not State.BUSY:
             return
-        rss = read_rss_kb(self.pid)
+        rss = self.rss_kb()
         if rss is None:
             return
         self.max_rss_kb = max(self.max_rss_kb, rss)
@@ -380,7 +330,7 @@ class WorkerProcess:
             self.kill("oom")
 
     def _note_peak_memory(self) -> None:
-        peak = read_peak_rss_kb(self.pid)
+        peak = self.peak_rss_kb()
         if peak is not None and peak > self.max_rss_kb:
             self.max_rss_kb = peak
 
@@ -390,38 +340,6 @@ class WorkerProcess:
         if answer is None or answer.done():
             return
         answer.set_result(Answer(kind, meta or {}, body, self.returncode))
-
-    # -- frames --------------------------------------------------------------------
-
-    def _on_frame(self, kind: int, meta_view: memoryview, body: memoryview) -> None:
-        try:
-            meta = orjson.loads(meta_view)
-        except orjson.JSONDecodeError:
-            self.kill("protocol")
-            return
-        if kind == protocol.READY:
-            self._resolve_ready(InitKind.READY, handler_callable=meta.get("callable", True))
-        elif kind == protocol.INIT_ERROR:
-            self._resolve_ready(
-                InitKind.ERROR, error=meta.get("error"), cacheable=bool(meta.get("cache"))
-            )
-        elif kind in (protocol.RESULT, protocol.ERROR) and self.state is State.BUSY:
-            self.max_rss_kb = max(self.max_rss_kb, meta.get("max_rss_kb", 0))
-            if meta.get("id") != self.request_id:
-                self.kill("protocol")
-                return
-            self._resolve_answer(
-                AnswerKind.RESULT if kind == protocol.RESULT else AnswerKind.ERROR, meta, body
-            )
-        else:
-            self.kill("protocol")
-
-    def _on_channel_closed(self, error: BaseException | None) -> None:
-        # The worker is exiting (or broke the protocol): its exit reports the rest.
-        if self.state is not State.DEAD and self._kill_timer is None:
-            self._kill_timer = self._loop.call_later(
-                EXIT_GRACE_SECONDS, self.kill, "protocol" if error else "exit"
-            )
 
     # -- output --------------------------------------------------------------------
 
@@ -497,7 +415,7 @@ class WorkerProcess:
         if self.kill_reason is None:
             self.kill_reason = reason
         self._signal_group(signal.SIGKILL)
-        self.channel.close()
+        self._close_control()
         answer = AnswerKind.STOPPED if reason == "stopped" else AnswerKind.DIED
         if reason == "oom":
             answer = AnswerKind.OOM
@@ -517,7 +435,7 @@ class WorkerProcess:
             self.kill_reason = "stopped"
         self._resolve_answer(AnswerKind.STOPPED)
         self._resolve_ready(InitKind.STOPPED)
-        self.channel.close_requests()
+        self._request_exit()
         self._signal_group(signal.SIGTERM)
 
     async def wait_exited(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109 - returns False, no raise
@@ -560,7 +478,7 @@ class WorkerProcess:
         # Anything the handler started in the worker's session goes with it.
         self._signal_group(signal.SIGKILL)
         self.state = State.DEAD
-        self.channel.close()
+        self._close_control()
         for fd in list(self._outputs):
             self._read_output(fd)
             self._close_output(fd)
@@ -582,6 +500,130 @@ class WorkerProcess:
             self._exited.set_result(self.returncode if self.returncode is not None else 0)
 
 
+class WorkerProcess(ExecutionEnvironment):
+    """A worker running pumphouse's Python bootstrap, driven over framed pipes. Create
+    with :meth:`spawn`."""
+
+    def __init__(self, *, channel_fds: tuple[int, int], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        read_fd, write_fd = channel_fds
+        self.channel = FrameChannel(
+            self._loop,
+            read_fd=read_fd,
+            write_fd=write_fd,
+            on_frame=self._on_frame,
+            on_close=self._on_channel_closed,
+        )
+
+    # -- creation ------------------------------------------------------------------
+
+    @classmethod
+    def spawn(
+        cls,
+        *,
+        function: str,
+        function_arn: str,
+        memory_size_mb: int,
+        cwd: str,
+        env: Mapping[str, str],
+        tmpdir: str,
+        log_sink: LogSink,
+        on_exit: Callable[[ExecutionEnvironment], None],
+        provisioned: bool = False,
+    ) -> WorkerProcess:
+        """Start a worker process (OSError if it cannot be started). Must be called on
+        the event loop; the init phase runs in the background: await :meth:`wait_ready`."""
+        spawned_at = time.monotonic()
+        request_read, request_write = os.pipe()
+        answer_read, answer_write = os.pipe()
+        protocol.enlarge_pipe(request_write)
+        protocol.enlarge_pipe(answer_write)
+        args = [
+            sys.executable,
+            "-m",
+            "pumphouse.runtime.worker",
+            str(request_read),
+            str(answer_write),
+            str(memory_size_mb),
+            function_arn,
+        ]
+        try:
+            proc = subprocess.Popen(
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=cwd,
+                env=dict(env),
+                pass_fds=(request_read, answer_write),
+                start_new_session=True,
+            )
+        except BaseException:
+            for fd in (request_write, answer_read):
+                os.close(fd)
+            raise
+        finally:
+            os.close(request_read)
+            os.close(answer_write)
+        return cls(
+            function=function,
+            memory_size_mb=memory_size_mb,
+            proc=proc,
+            channel_fds=(answer_read, request_write),
+            tmpdir=tmpdir,
+            log_sink=log_sink,
+            on_exit=on_exit,
+            spawned_at=spawned_at,
+            provisioned=provisioned,
+        )
+
+    def _deliver(self, request_id: str, deadline_ms: int, body: bytes | memoryview,
+                 extra_meta: Mapping[str, Any] | None) -> None:
+        if extra_meta:
+            meta = orjson.dumps({**extra_meta, "id": request_id, "deadline_ms": deadline_ms})
+        else:  # the hot path: no dict to build for two fields
+            meta = b'{"id":"%s","deadline_ms":%d}' % (request_id.encode(), deadline_ms)
+        self.channel.send(protocol.INVOKE, meta, body)
+
+    def _close_control(self) -> None:
+        self.channel.close()
+
+    def _request_exit(self) -> None:
+        self.channel.close_requests()
+
+    # -- frames --------------------------------------------------------------------
+
+    def _on_frame(self, kind: int, meta_view: memoryview, body: memoryview) -> None:
+        try:
+            meta = orjson.loads(meta_view)
+        except orjson.JSONDecodeError:
+            self.kill("protocol")
+            return
+        if kind == protocol.READY:
+            self._resolve_ready(InitKind.READY, handler_callable=meta.get("callable", True))
+        elif kind == protocol.INIT_ERROR:
+            self._resolve_ready(
+                InitKind.ERROR, error=meta.get("error"), cacheable=bool(meta.get("cache"))
+            )
+        elif kind in (protocol.RESULT, protocol.ERROR) and self.state is State.BUSY:
+            self.max_rss_kb = max(self.max_rss_kb, meta.get("max_rss_kb", 0))
+            if meta.get("id") != self.request_id:
+                self.kill("protocol")
+                return
+            self._resolve_answer(
+                AnswerKind.RESULT if kind == protocol.RESULT else AnswerKind.ERROR, meta, body
+            )
+        else:
+            self.kill("protocol")
+
+    def _on_channel_closed(self, error: BaseException | None) -> None:
+        # The worker is exiting (or broke the protocol): its exit reports the rest.
+        if self.state is not State.DEAD and self._kill_timer is None:
+            self._kill_timer = self._loop.call_later(
+                EXIT_GRACE_SECONDS, self.kill, "protocol" if error else "exit"
+            )
+
+
 class MemoryWatchdog:
     """Polls the resident memory of busy workers and kills those over MemorySize.
 
@@ -592,15 +634,15 @@ class MemoryWatchdog:
 
     def __init__(self, interval: float = 0.05) -> None:
         self.interval = interval
-        self._workers: set[WorkerProcess] = set()
+        self._workers: set[ExecutionEnvironment] = set()
         self._task: asyncio.Task[None] | None = None
 
-    def watch(self, worker: WorkerProcess) -> None:
+    def watch(self, worker: ExecutionEnvironment) -> None:
         self._workers.add(worker)
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
-    def unwatch(self, worker: WorkerProcess) -> None:
+    def unwatch(self, worker: ExecutionEnvironment) -> None:
         self._workers.discard(worker)
 
     async def _run(self) -> None:

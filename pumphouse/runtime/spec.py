@@ -27,8 +27,9 @@ class FunctionSpec:
     """Directory of the handler's code: the worker's working directory and the first
     entry of its ``sys.path`` (Lambda's ``LAMBDA_TASK_ROOT``)."""
     runtime: str = "python3.11"
-    """Informational (``AWS_EXECUTION_ENV``); workers run with pumphouse's own
-    interpreter, ``sys.executable``."""
+    """Lambda's runtime name. ``python3.X`` runs pumphouse's own bootstrap with its own
+    interpreter (``sys.executable``); ``nodejs*`` and ``provided*`` run a runtime process
+    through the Runtime API (see :mod:`pumphouse.runtime.launch`)."""
     memory_size: int = 128
     """MB (MiB). A worker whose resident memory exceeds it is killed (out of memory)."""
     timeout: float = 3.0
@@ -44,6 +45,13 @@ class FunctionSpec:
     """The execution role's ARN (informational)."""
     region: str = "us-east-1"
     account_id: str = "000000000000"
+    entry_point: tuple[str, ...] = ()
+    """``ImageConfig.EntryPoint``: when set, the function's process is ``entry_point +
+    command`` and speaks the Runtime API (see :mod:`pumphouse.runtime.launch`)."""
+    command: tuple[str, ...] = ()
+    """``ImageConfig.Command``: the runtime's arguments; ``command[0]`` is ``_HANDLER``."""
+    working_directory: Path | None = None
+    """``ImageConfig.WorkingDirectory``; default ``code_uri``."""
     layers: tuple[Path, ...] = ()
     """Layer directories in the function's order, each laid out as Lambda extracts a
     layer into ``/opt`` (see :mod:`pumphouse.runtime.environment`)."""
@@ -52,6 +60,12 @@ class FunctionSpec:
         object.__setattr__(self, "code_uri", Path(self.code_uri).absolute())
         object.__setattr__(self, "layers", tuple(Path(p).absolute() for p in self.layers))
         object.__setattr__(self, "environment", MappingProxyType(dict(self.environment)))
+        object.__setattr__(self, "entry_point", tuple(self.entry_point))
+        object.__setattr__(self, "command", tuple(self.command))
+        if self.working_directory is not None:
+            object.__setattr__(
+                self, "working_directory", Path(self.working_directory).absolute()
+            )
         if not self.name:
             raise ValueError("FunctionSpec.name must not be empty")
         if self.memory_size < 1:

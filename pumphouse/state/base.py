@@ -12,7 +12,11 @@ import builtins
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from pumphouse.state.health import StoreHealth
+    from pumphouse.state.mappings import MappingStore
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -29,6 +33,11 @@ class Checkpoint:
     """Tumbling-window state ``{start, end, state}`` (JSON-able)."""
     shard_ended: bool = False
     """The shard was read to its end and its last batch finished."""
+    stream_created: float | None = None
+    """Creation time (epoch seconds) of the stream the checkpoint was written for: a
+    stream or table deleted and recreated under the same name has a new one, and its
+    old checkpoints no longer mean anything (:mod:`pumphouse.pollers.positions`).
+    ``None`` for checkpoints written before it was kept."""
     updated_at: float = 0.0
     """Epoch seconds of the last write, set by the store (the value passed in is ignored)."""
 
@@ -130,12 +139,18 @@ class LeaseManager(Protocol):
 
 
 class StateStore(Protocol):
-    """A checkpoint store and a lease manager sharing one backend."""
+    """A checkpoint store, a lease manager and the API's mappings sharing one backend."""
 
     checkpoints: CheckpointStore
     leases: LeaseManager
+    mappings: MappingStore
+    """Mappings created or changed through the API (:mod:`pumphouse.state.mappings`)."""
     kind: str
     """``"redis"`` or ``"sqlite"`` (also the ``store`` label of the metrics)."""
+    @property
+    def health(self) -> StoreHealth:
+        """Whether the last operation succeeded, and since when the store fails."""
+        ...
 
     async def ping(self) -> None:
         """Raise :class:`~pumphouse.errors.StateStoreError` when the store is unreachable."""
@@ -169,6 +184,8 @@ def encode_checkpoint(checkpoint: Checkpoint) -> str:
         "window": checkpoint.window,
         "shard_ended": checkpoint.shard_ended,
     }
+    if checkpoint.stream_created is not None:
+        doc["stream_created"] = checkpoint.stream_created
     if retries:
         # The one-counter form older versions read (they ignore ``retries``): during a
         # rolling upgrade an older replica taking the shard over still continues one
@@ -203,11 +220,16 @@ def decode_checkpoint(text: str, *, updated_at: float | None = None) -> Checkpoi
         window=window if isinstance(window, dict) else None,
         shard_ended=bool(doc.get("shard_ended", False)),
         updated_at=float(stamp or 0.0),
+        stream_created=_opt_float(doc.get("stream_created")),
     )
 
 
 def _opt_str(value: object) -> str | None:
     return None if value is None else str(value)
+
+
+def _opt_float(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def _sequence_order(sequence_number: str) -> tuple[int, int, str]:

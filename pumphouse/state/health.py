@@ -9,6 +9,8 @@ line when it comes back.
 
 from __future__ import annotations
 
+import time
+
 import structlog
 
 from pumphouse.errors import StateStoreError
@@ -26,6 +28,8 @@ class StoreHealth:
         self.metrics = metrics if metrics is not None else get_metrics()
         self._up: bool | None = None
         self._failures = 0
+        self.down_since: float | None = None
+        """Epoch seconds of the first failure since the last success (None while up)."""
 
     @property
     def up(self) -> bool | None:
@@ -44,6 +48,7 @@ class StoreHealth:
             self.metrics.state_store_up.labels(store=self.store).set(1)
             self._up = True
             self._failures = 0
+            self.down_since = None
 
     def failed(self, operation: str, error: StateStoreError) -> StateStoreError:
         """Record a failed operation; returns ``error`` so callers can ``raise`` it."""
@@ -52,6 +57,7 @@ class StoreHealth:
         metrics.state_store_up.labels(store=self.store).set(0)
         self._failures += 1
         if self._up is not False:
+            self.down_since = time.time()
             log.warning(
                 "state_store_down",
                 store=self.store,

@@ -13,6 +13,8 @@ Keys, under ``key_prefix`` (default ``pumphouse``)::
     {prefix}:lease-fence:{name}      int   last fencing token issued for name (INCR)
     {prefix}:leases                  zset  every lease name (score 0), for prefix listing
 
+and the API's mappings (:mod:`pumphouse.state.redis_mappings`).
+
 Lease hashes have no Redis expiry: an expired lease stays visible (``LeaseInfo.expired``)
 and its fence counter lives in its own key, so tokens are never reused, even after a
 release. With persistence (AOF) enabled they survive a server restart. Run Redis with
@@ -53,6 +55,8 @@ from pumphouse.state.base import (
     ttl_millis,
 )
 from pumphouse.state.health import StoreHealth
+from pumphouse.state.mappings import MappingStore
+from pumphouse.state.redis_mappings import RedisMappingStore
 from pumphouse.telemetry.metrics import Metrics
 
 T = TypeVar("T")
@@ -472,10 +476,15 @@ class RedisStateStore:
         )
         self.checkpoints: CheckpointStore = RedisCheckpointStore(self._backend)
         self.leases: LeaseManager = RedisLeaseManager(self._backend)
+        self.mappings: MappingStore = RedisMappingStore(self._backend)
 
     @property
     def address(self) -> str:
         return self._backend.address
+
+    @property
+    def health(self) -> StoreHealth:
+        return self._backend.health
 
     async def ping(self) -> None:
         await self._backend.call("ping", self._backend.client.ping)

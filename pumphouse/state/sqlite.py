@@ -47,6 +47,9 @@ from pumphouse.state.base import (
     ttl_millis,
 )
 from pumphouse.state.health import StoreHealth
+from pumphouse.state.mappings import MappingStore
+from pumphouse.state.sqlite_mappings import SCHEMA as _MAPPINGS_SCHEMA
+from pumphouse.state.sqlite_mappings import SQLiteMappingStore
 from pumphouse.telemetry.metrics import Metrics
 
 T = TypeVar("T")
@@ -101,7 +104,7 @@ class _SQLiteBackend:
                 conn.execute("PRAGMA synchronous = FULL")
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    for statement in _SCHEMA.split(";"):
+                    for statement in (_SCHEMA + _MAPPINGS_SCHEMA).split(";"):
                         if statement.strip():
                             conn.execute(statement)
                     conn.execute("COMMIT")
@@ -426,10 +429,15 @@ class SQLiteStateStore:
         )
         self.checkpoints: CheckpointStore = SQLiteCheckpointStore(self._backend)
         self.leases: LeaseManager = SQLiteLeaseManager(self._backend)
+        self.mappings: MappingStore = SQLiteMappingStore(self._backend)
 
     @property
     def path(self) -> Path:
         return self._backend.path
+
+    @property
+    def health(self) -> StoreHealth:
+        return self._backend.health
 
     async def ping(self) -> None:
         await self._backend.run(

@@ -31,6 +31,15 @@ def parse_address(address: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
+def listening_port(site: web.TCPSite, port: int) -> int:
+    """The port a started site listens on: ``port``, or the one the system chose for 0."""
+    if port == 0:
+        server = site._server  # aiohttp keeps the asyncio server private
+        if isinstance(server, asyncio.base_events.Server) and server.sockets:
+            return int(server.sockets[0].getsockname()[1])
+    return port
+
+
 class LoopWatchdog:
     """Ticks on the event loop; a loop that stops ticking is not healthy."""
 
@@ -91,10 +100,7 @@ class StatusServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
         await site.start()
-        if self.port == 0:  # bound to an ephemeral port: report the real one
-            server = site._server  # aiohttp keeps the asyncio server private
-            if isinstance(server, asyncio.base_events.Server) and server.sockets:
-                self.port = int(server.sockets[0].getsockname()[1])
+        self.port = listening_port(site, self.port)
 
     async def stop(self) -> None:
         await self.watchdog.stop()

@@ -83,6 +83,29 @@ class Metrics:
             list(_MAPPING),
             registry=r,
         )
+        self.mapping_stalled = Gauge(
+            "pumphouse_mapping_stalled",
+            "1 while the mapping makes no progress although it should: its source has work "
+            "and nothing finished for the stall threshold, it owns none of the shards it "
+            "should, or its state store is unreachable (the reason is in /mappings).",
+            list(_MAPPING),
+            registry=r,
+        )
+        self.position_resets = Counter(
+            "pumphouse_position_resets_total",
+            "Stored positions that no longer existed in the source and were replaced, by "
+            "reason (behind_log_start, ahead_of_log_end, shard_not_in_stream, "
+            "sequence_rejected, earlier_stream).",
+            [*_MAPPING, "reason"],
+            registry=r,
+        )
+        self.position_reset_records = Counter(
+            "pumphouse_position_reset_records_total",
+            "Records the source removed before they were read, found on a position reset "
+            "(Kafka retention: log start minus the committed offset), by reason.",
+            [*_MAPPING, "reason"],
+            registry=r,
+        )
         self.state_store_errors = Counter(
             "pumphouse_state_store_errors_total",
             "Failed checkpoint-store or lease operations, by operation.",
@@ -93,6 +116,15 @@ class Metrics:
             "pumphouse_state_store_up",
             "1 when the last state-store operation succeeded, 0 after a failure.",
             ["store"],
+            registry=r,
+        )
+
+        self.api_requests = Counter(
+            "pumphouse_api_requests_total",
+            "Requests to the event-source-mapping API, by operation (CreateEventSourceMapping, "
+            "..., Unknown) and code (OK, or the AWS error code answered, such as "
+            "InvalidSignatureException).",
+            ["operation", "code"],
             registry=r,
         )
 
@@ -284,6 +316,24 @@ class Metrics:
         )
 
 
+    def forget_mapping(self, mapping: str) -> None:
+        """Remove every series of a deleted mapping (label ``mapping``), so that
+        ``/metrics`` lists only the live set and labels stay bounded."""
+        for collector in list(vars(self).values()):
+            if not isinstance(collector, Counter | Gauge | Histogram):
+                continue
+            children: set[tuple[str, ...]] = set()
+            for family in collector.collect():
+                for sample in family.samples:
+                    if sample.labels.get("mapping") == mapping:
+                        children.add(
+                            tuple(v for k, v in sample.labels.items() if k not in ("le",))
+                        )
+            for labels in children:
+                with contextlib.suppress(KeyError, ValueError):
+                    collector.remove(*labels)
+
+
 _lock = threading.Lock()
 _default: Metrics | None = None
 
@@ -323,6 +373,7 @@ class MappingMetrics:
         self.restarts = metrics.mapping_restarts.labels(*lv)
         self.visibility_extensions = metrics.sqs_visibility_extensions.labels(*lv)
         self.problem = metrics.mapping_problem.labels(*lv)
+        self.stalled = metrics.mapping_stalled.labels(*lv)
 
     def source_error(self, operation: str, *, kind: str = "error") -> None:
         self.metrics.source_errors.labels(**self.labels, operation=operation, kind=kind).inc()
@@ -336,6 +387,20 @@ class MappingMetrics:
         self.metrics.destination_delivery_failures.labels(
             **self.labels, destination_type=destination_type
         ).inc()
+
+    def declare_position_resets(self, reasons: tuple[str, ...]) -> None:
+        """Export the position-reset counters at 0 for each reason from the start (a
+        reset is rare: a series that appears only then cannot show an increase)."""
+        for reason in reasons:
+            self.metrics.position_resets.labels(**self.labels, reason=reason)
+            self.metrics.position_reset_records.labels(**self.labels, reason=reason)
+
+    def position_reset(self, reason: str, *, records_lost: int = 0) -> None:
+        self.metrics.position_resets.labels(**self.labels, reason=reason).inc()
+        if records_lost > 0:
+            self.metrics.position_reset_records.labels(**self.labels, reason=reason).inc(
+                records_lost
+            )
 
     def lease_event(self, event: str) -> None:
         self.metrics.lease_events.labels(**self.labels, event=event).inc()

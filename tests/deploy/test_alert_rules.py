@@ -30,6 +30,7 @@ EXPECTED_ALERTS = {
     "PumphouseDestinationDeliveryFailing",
     "PumphouseEventsDropped",
     "PumphouseMappingProblem",
+    "PumphouseMappingStalled",
     "PumphouseNoPollers",
     "PumphouseThrottlingSustained",
     "PumphouseStateStoreDown",
@@ -115,6 +116,15 @@ SCENARIOS: dict[str, tuple[list[dict[str, str]], list[dict[str, Any]]]] = {
             _series("pumphouse_mapping_problem", f'mapping="healthy", {M}', "0x30"),
         ],
         [{"labels": f'{{mapping="sick", {M}}}', "value": 1}],
+    ),
+    "PumphouseMappingStalled": (
+        [
+            _series("pumphouse_mapping_stalled", f'mapping="stuck", {M}', "1x30"),
+            _series("pumphouse_mapping_stalled", f'mapping="flowing", {M}', "0x30"),
+            # Stalled once, briefly, long ago: recovered.
+            _series("pumphouse_mapping_stalled", f'mapping="recovered", {M}', "1x3 0x27"),
+        ],
+        [{"labels": f'{{mapping="stuck", {M}}}', "value": 1}],
     ),
     "PumphouseNoPollers": (
         [

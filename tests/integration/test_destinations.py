@@ -430,8 +430,15 @@ async def test_s3_destination(clients: AwsClients, metrics: MappingMetrics) -> N
     obj = await s3.get_object(Bucket="failures", Key=keys[0])
     async with obj["Body"] as stream:
         body = json.loads(await stream.read())
-    assert body["payload"] == json.loads(event)
+    # As AWS writes it: payload an escaped JSON string, every object's keys sorted.
+    assert body["payload"] == event.decode()
+    assert json.loads(body["payload"]) == json.loads(event)
     assert {k: v for k, v in body.items() if k != "payload"} == KINESIS_RECORD
+    assert list(body) == [
+        "KinesisBatchInfo", "payload", "requestContext", "responseContext", "timestamp", "version"
+    ]
+    for part in ("KinesisBatchInfo", "requestContext", "responseContext"):
+        assert list(body[part]) == sorted(body[part]), part
     assert delivered(metrics, "s3") == 1
 
 

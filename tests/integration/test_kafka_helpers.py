@@ -92,6 +92,17 @@ async def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
     await create_kafka_topics(bootstrap, {topic: partitions})
 
 
+async def delete_topic(bootstrap: str, topic: str) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics([topic])
+    finally:
+        await admin.close()
+
+
 async def produce(
     bootstrap: str,
     topic: str,

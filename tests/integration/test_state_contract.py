@@ -25,7 +25,7 @@ from redis.exceptions import RedisError
 from structlog.testing import capture_logs
 
 from pumphouse.devstack import RedisServer, free_port
-from pumphouse.errors import LeaseLost, StaleFencingToken, StateStoreError
+from pumphouse.errors import LeaseLost, StaleFencingToken, StateStoreError, VersionConflict
 from pumphouse.state import (
     Checkpoint,
     Lease,
@@ -34,6 +34,7 @@ from pumphouse.state import (
     open_state_store,
     retry_state,
 )
+from pumphouse.state.mappings import StoredMapping
 from pumphouse.telemetry.metrics import get_metrics
 
 BACKENDS = ["redis", "sqlite"]
@@ -111,17 +112,30 @@ FULL = Checkpoint(
     window={"start": "2024-01-01T00:00:00Z", "end": "2024-01-01T00:05:00Z",
             "state": {"count": 3, "ids": [], "nested": {}, "big": 2**60, "ratio": 0.1}},
     shard_ended=True,
+    stream_created=1733390000.123,
 )
 
 
 def same_content(a: Checkpoint | None, b: Checkpoint) -> bool:
     assert a is not None
-    return (a.sequence_number, a.retries, a.window, a.shard_ended) == (
-        b.sequence_number, b.retries, b.window, b.shard_ended
+    return (a.sequence_number, a.retries, a.window, a.shard_ended, a.stream_created) == (
+        b.sequence_number, b.retries, b.window, b.shard_ended, b.stream_created
     )
 
 
 # --- checkpoints ------------------------------------------------------------------------
+
+
+async def test_stream_creation_time_is_kept_with_the_checkpoint_and_optional(
+    store: StateStore,
+) -> None:
+    await store.checkpoints.put("orders", "shard-1", FULL)
+    listed = await store.checkpoints.list("orders")
+    assert listed["shard-1"].stream_created == FULL.stream_created
+    await store.checkpoints.put("orders", "shard-1", Checkpoint(sequence_number="7"))
+    got = await store.checkpoints.get("orders", "shard-1")
+    assert got is not None
+    assert got.stream_created is None
 
 
 async def test_get_of_unknown_shard_is_none(store: StateStore) -> None:
@@ -460,6 +474,79 @@ async def test_concurrent_acquires_in_one_process_have_one_winner(
         ))
         winners = [r for r in results if r is not None]
         assert len(winners) == 1, results
+
+
+# --- stored mappings (the API's) ---------------------------------------------------------
+
+
+def _stored(uuid_: str, batch_size: int = 10, **kwargs: object) -> StoredMapping:
+    return StoredMapping(
+        uuid=uuid_,
+        spec={"FunctionName": "f", "EventSourceArn": "arn:aws:sqs:us-east-1:000000000000:q",
+              "BatchSize": batch_size},
+        tags={"team": "orders"},
+        last_modified=1700000000.5,
+        **kwargs,  # type: ignore[arg-type]  # the optional fields of StoredMapping
+    )
+
+
+async def test_stored_mapping_round_trips_with_versions(
+    store: StateStore, replica: StateStore
+) -> None:
+    assert await store.mappings.get("m-1") is None
+    assert await store.mappings.revision() == 0
+    first = await store.mappings.put(_stored("m-1"), expected_version=0)
+    assert first.version == 1
+    override = _stored("m-2", origin="file", file_fingerprint="abc", deleted=True)
+    await replica.mappings.put(override, expected_version=0)
+    got = await replica.mappings.get("m-1")
+    assert got == first
+    assert [m.uuid for m in await store.mappings.list()] == ["m-1", "m-2"]
+    assert (await store.mappings.list())[1] == StoredMapping(
+        **{**override.__dict__, "version": 1}
+    )
+    assert await store.mappings.revision() == 2
+
+
+async def test_stored_mapping_writes_are_compare_and_set(
+    store: StateStore, replica: StateStore
+) -> None:
+    await store.mappings.put(_stored("m"), expected_version=0)
+    with pytest.raises(VersionConflict, match="version 1, not 0"):
+        await replica.mappings.put(_stored("m", 20), expected_version=0)
+    second = await replica.mappings.put(_stored("m", 20), expected_version=1)
+    assert second.version == 2
+    with pytest.raises(VersionConflict):
+        await store.mappings.put(_stored("m", 30), expected_version=1)
+    with pytest.raises(VersionConflict):
+        await store.mappings.delete("m", expected_version=1)
+    revision = await store.mappings.revision()
+    got = await store.mappings.get("m")
+    assert got is not None and got.spec["BatchSize"] == 20
+    await store.mappings.delete("m", expected_version=2)
+    assert await replica.mappings.get("m") is None
+    assert await replica.mappings.list() == []
+    assert await replica.mappings.revision() == revision + 1
+    assert (await store.mappings.put(_stored("m"), expected_version=0)).version == 1
+
+
+async def test_concurrent_mapping_writes_have_one_winner(
+    store: StateStore, replica: StateStore
+) -> None:
+    await store.mappings.put(_stored("m"), expected_version=0)
+    results = await asyncio.gather(
+        *(
+            (store if i % 2 else replica).mappings.put(_stored("m", 100 + i), expected_version=1)
+            for i in range(6)
+        ),
+        return_exceptions=True,
+    )
+    winners = [r for r in results if isinstance(r, StoredMapping)]
+    assert len(winners) == 1
+    assert all(isinstance(r, VersionConflict) for r in results if r not in winners)
+    got = await replica.mappings.get("m")
+    assert got is not None and got.version == 2
+    assert got.spec == winners[0].spec
 
 
 # --- two processes racing ---------------------------------------------------------------

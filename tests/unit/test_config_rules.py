@@ -1035,14 +1035,15 @@ F = "Functions.f"
             "Handler: 'handler' is not a handler: use the Lambda form module.function (e.g. "
             "app.handler or package/module.handler)",
         ),
-        ({}, "Handler: required but missing"),
+        ({}, "Handler: required but missing (or ImageConfig.Command)"),
         ({"Handler": "a.b", "MemorySize": 127}, "MemorySize: 127 is below the minimum 128"),
         ({"Handler": "a.b", "MemorySize": 10241}, "MemorySize: 10241 is above the maximum 10240"),
         ({"Handler": "a.b", "Timeout": 0}, "Timeout: 0 is below the minimum 1"),
         ({"Handler": "a.b", "Timeout": 901}, "Timeout: 901 is above the maximum 900"),
         (
-            {"Handler": "a.b", "Runtime": "nodejs20.x"},
-            "Runtime: 'nodejs20.x' is not a Python runtime (python3.X)",
+            {"Handler": "a.b", "Runtime": "ruby3.3"},
+            "Runtime: 'ruby3.3' is not a supported runtime (python3.X, nodejs18.x/20.x/22.x, "
+            "provided.al2023, provided.al2, provided)",
         ),
         (
             {"Handler": "a.b", "ReservedConcurrentExecutions": -1},
@@ -1073,6 +1074,23 @@ F = "Functions.f"
         (
             {"Handler": "a.b", "Description": "x" * 257},
             "Description: is 257 characters long, above the maximum 256",
+        ),
+        (
+            {"Handler": "a.b", "ImageConfig": {"EntryPoint": []}},
+            "ImageConfig.EntryPoint: must not be empty when set",
+        ),
+        (
+            {"ImageConfig": {"EntryPoint": ["python3", ""], "Command": ["app.handler"]}},
+            "ImageConfig.EntryPoint[1]: must not be empty",
+        ),
+        (
+            {"ImageConfig": {"WorkingDirectory": "/var/task"}},
+            "ImageConfig.Command: a python3.11 function needs a handler: Command: "
+            "[module.function] (or Handler, or an EntryPoint that runs its own)",
+        ),
+        (
+            {"Handler": "a.b", "ImageConfig": {"EntryPoint": ["x"], "Commnd": ["a.b"]}},
+            "ImageConfig.Commnd: unknown key (did you mean 'Command'?)",
         ),
     ],
 )
@@ -1165,3 +1183,23 @@ def test_settings_valid_and_case_insensitive_log_level() -> None:
     }
     assert settings.state_store_scheme == "rediss"
     assert settings.sqlite_path is None
+
+
+@pytest.mark.parametrize(
+    "function",
+    [
+        {"Handler": "index.handler", "Runtime": "nodejs20.x"},
+        {"Handler": "function.handler", "Runtime": "provided.al2023"},
+        {"ImageConfig": {"EntryPoint": ["python3", "-m", "awslambdaric"], "Command": ["app.h"]}},
+        {"ImageConfig": {"Command": ["app.handler"]}},
+        {"ImageConfig": {"EntryPoint": ["./main"]}},
+    ],
+)
+def test_function_runtimes_accepted(function: dict[str, Any]) -> None:
+    config = load(sqs(), functions={"f": function})
+    spec = config.function_spec("f")
+    image = function.get("ImageConfig", {})
+    assert spec.runtime == function.get("Runtime", "python3.11")
+    assert spec.entry_point == tuple(image.get("EntryPoint", ()))
+    assert spec.command == tuple(image.get("Command", ()))
+    assert spec.handler == function.get("Handler", (image.get("Command") or [""])[0])

@@ -122,3 +122,13 @@ def test_fast_encoder_matches_the_dict_shape(
     expected = record_dict(message)
     assert orjson.loads(fragment) == expected
     assert fragment == orjson.dumps(expected)  # byte for byte, key order included
+
+
+def test_header_bytes_are_signed_as_aws_delivers_them() -> None:
+    """``ë`` (UTF-8 c3 ab) arrives as [-61, -85] on AWS, not [195, 171]: AWS's Go and
+    .NET event types were changed to signed bytes for it. Both the hot-path encoder and
+    the dict form agree."""
+    message = Msg(headers=(("name", "ë".encode()), ("edges", bytes([0, 127, 128, 255]))))
+    expected = [{"name": [-61, -85]}, {"edges": [0, 127, -128, -1]}]
+    assert orjson.loads(FragmentEncoder("orders", 0).encode(message))["headers"] == expected
+    assert record_dict(message)["headers"] == expected

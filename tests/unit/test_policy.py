@@ -203,7 +203,7 @@ async def test_record_age_split_off_the_head_before_each_attempt() -> None:
     assert aged.condition is FailureCondition.RECORD_AGE_EXCEEDED
     assert names(aged.records) == ["r0", "r1"]
     assert aged.response_context is None
-    assert aged.approximate_invoke_count == 0  # never delivered
+    assert aged.approximate_invoke_count == 1  # never delivered: AWS writes 1
     assert h.invoked == [["r2", "r3"]]
     assert h.finished == [["r0", "r1"], ["r2", "r3"]]
     assert report.complete
@@ -220,7 +220,7 @@ async def test_records_age_out_while_retrying() -> None:
     assert len(h.invoked) == 2
     assert len(h.gave_up) == 1
     assert h.gave_up[0].condition is FailureCondition.RECORD_AGE_EXCEEDED
-    assert h.gave_up[0].approximate_invoke_count == 2
+    assert h.gave_up[0].approximate_invoke_count == 3  # the third attempt was due
     assert h.gave_up[0].request_id == "x-2"
     assert h.finished == [["r0", "r1", "r2"]]
     assert report.complete
@@ -296,9 +296,11 @@ async def test_partial_response_retries_from_the_lowest_failed_record() -> None:
     h = Harness(partial_on("r5", "r6"))
     policy = fast(max_retry_attempts=1, report_batch_item_failures=True)
     report = await h.run(records(8), policy)
+    # The module docstring's worked example: progress makes the remainder a new batch.
     assert h.invoked == [
         ["r0", "r1", "r2", "r3", "r4", "r5", "r6", "r7"],
-        ["r5", "r6", "r7"],  # r7 succeeded but is delivered again
+        ["r5", "r6", "r7"],  # r7 succeeded but is delivered again; no retry spent
+        ["r5", "r6", "r7"],  # nothing finished: retry 1 of 1
     ]
     assert h.finished == [["r0", "r1", "r2", "r3", "r4"], ["r5", "r6", "r7"]]
     assert len(h.gave_up) == 1
@@ -306,7 +308,7 @@ async def test_partial_response_retries_from_the_lowest_failed_record() -> None:
     assert names(gave_up.records) == ["r5", "r6", "r7"]  # only the failed remainder
     assert gave_up.response_context == ResponseContext(function_error=None)
     assert gave_up.approximate_invoke_count == 2
-    assert gave_up.request_id == "p-2"
+    assert gave_up.request_id == "p-3"
     assert report.complete
 
 
@@ -535,3 +537,42 @@ def test_classify_invocation(
 def test_partial_without_ids_is_success() -> None:
     assert AttemptResult.partial([]).outcome is AttemptOutcome.SUCCESS
     assert sqs_item_id("m") == "m"
+
+
+async def test_partial_progress_gives_the_remainder_a_fresh_budget_as_aws_records() -> None:
+    """AWS-recorded (Kinesis and DynamoDB Streams): six records, BatchSize 3,
+    MaximumRetryAttempts 3, the handler always reports r5. The batch r3 r4 r5 finishes
+    r3 r4; r5 alone is then invoked 1 + 3 times: five deliveries of r5 in all, and the
+    failure record says approximateInvokeCount 4."""
+    policy = fast(max_retry_attempts=3, report_batch_item_failures=True)
+    batch = records(6)
+    first, second = Harness(partial_on("r5")), Harness(partial_on("r5"))
+    await first.run(batch[:3], policy)
+    await second.run(batch[3:], policy)
+    assert first.invoked == [["r0", "r1", "r2"]]
+    assert second.invoked == [["r3", "r4", "r5"]] + [["r5"]] * 4
+    assert sum(run.count("r5") for run in second.invoked) == 5
+    (gave_up,) = second.gave_up
+    assert names(gave_up.records) == ["r5"]
+    assert gave_up.approximate_invoke_count == 4
+    assert gave_up.response_context == ResponseContext(function_error=None)
+
+
+async def test_partial_progress_with_no_retries_still_invokes_the_remainder_once() -> None:
+    """MaximumRetryAttempts 0: AWS invokes the remainder once more before giving up."""
+    h = Harness(partial_on("r2"))
+    policy = fast(max_retry_attempts=0, report_batch_item_failures=True)
+    await h.run(records(3), policy)
+    assert h.invoked == [["r0", "r1", "r2"], ["r2"]]
+    (gave_up,) = h.gave_up
+    assert gave_up.approximate_invoke_count == 1
+
+
+async def test_record_never_delivered_ages_out_with_invoke_count_one() -> None:
+    """AWS-recorded (Kinesis, expire-before-ingestion): approximateInvokeCount 1."""
+    h = Harness(always(AttemptResult.success()), clock=5000.0)
+    await h.run([Rec("r0", 1000.0)], fast(max_record_age=60.0, max_retry_attempts=0))
+    assert h.invoked == []
+    (aged,) = h.gave_up
+    assert aged.condition is FailureCondition.RECORD_AGE_EXCEEDED
+    assert aged.approximate_invoke_count == 1

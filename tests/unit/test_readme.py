@@ -79,3 +79,20 @@ def test_the_emitted_outcomes_and_lease_events_are_the_codes_own() -> None:
     assert "outcome: " + ", ".join(o.value for o in Outcome) in row
     row = next(line for line in table.splitlines() if "`pumphouse_lease_events_total`" in line)
     assert "renew_failed" in row and "renewed_failed" not in row
+
+
+def _listed_values(documentation: str) -> list[str]:
+    return [v.strip() for v in documentation.split("(", 1)[1].split(")", 1)[0].split(",")]
+
+
+def test_label_values_named_in_the_help_are_the_code_s_real_values() -> None:
+    from pumphouse.pollers.base import MappingState
+    from pumphouse.pollers.positions import PositionReset
+    from pumphouse.runtime.result import Outcome
+
+    metrics = Metrics(CollectorRegistry())
+    assert _listed_values(metrics.invocations._documentation) == [o.value for o in Outcome]
+    assert _listed_values(metrics.position_resets._documentation) == [
+        r.value for r in PositionReset
+    ]
+    assert _listed_values(metrics.mapping_state._documentation) == [s.value for s in MappingState]

@@ -199,7 +199,7 @@ def test_dynamodb_record_from_botocore() -> None:
         "eventSource": "aws:dynamodb",
         "awsRegion": "us-east-1",
         "dynamodb": {
-            "ApproximateCreationDateTime": 1480642020,
+            "ApproximateCreationDateTime": 1480642020.0,
             "Keys": {"Id": {"N": "101"}},
             "OldImage": {
                 "Id": {"N": "101"},
@@ -218,7 +218,8 @@ def test_dynamodb_record_from_botocore() -> None:
         "eventSourceARN": "arn:aws:dynamodb:us-east-1:123456789012:table/T/stream/"
         "2016-12-01T00:00:00.000",
     }
-    assert isinstance(record["dynamodb"]["ApproximateCreationDateTime"], int)
+    # A float even for whole seconds, as AWS delivers it (1693997155.0).
+    assert isinstance(record["dynamodb"]["ApproximateCreationDateTime"], float)
 
 
 def test_kafka_record_and_event() -> None:
@@ -331,3 +332,40 @@ def test_sample_event_refuses_unknown_sources_and_overrides() -> None:
         sample_event("s3")
     with pytest.raises(TypeError, match="unknown override"):
         sample_event("sqs", data=b"x")
+
+
+def test_kinesis_encryption_type_none_is_left_out() -> None:
+    """AWS delivers no ``encryptionType`` for an unencrypted stream; GetRecords may say
+    "NONE" (kinesis-mock does)."""
+    record = shapes.kinesis_record(
+        {"SequenceNumber": "1", "ApproximateArrivalTimestamp": 1.5, "Data": b"",
+         "PartitionKey": "k", "EncryptionType": "NONE"},
+        shard_id="s", stream_arn="arn", region="r", invoke_identity_arn="role",
+    )
+    assert "encryptionType" not in record["kinesis"]
+
+
+@pytest.mark.parametrize(("window", "present"), [(0, False), (1, True), (30, True)])
+def test_sqs_md5_of_message_attributes_is_null_with_a_batching_window(
+    window: int, present: bool
+) -> None:
+    """AWS-recorded: without attributes, ``"md5OfMessageAttributes": null`` with a window
+    of 1 s or more, no key with a window of 0; with attributes, the digest either way."""
+    message = {"MessageId": "m", "ReceiptHandle": "r", "Body": "b", "Attributes": {}}
+    record = shapes.sqs_record(message, queue_arn="arn", region="r", batching_window=window)
+    assert ("md5OfMessageAttributes" in record) is present
+    if present:
+        assert record["md5OfMessageAttributes"] is None
+        keys = list(record)
+        assert keys.index("md5OfMessageAttributes") == keys.index("messageAttributes") + 1
+    with_attributes = shapes.sqs_record(
+        {**message, "MessageAttributes": {"Author": {"DataType": "String", "StringValue": "x"}}},
+        queue_arn="arn", region="r", batching_window=window,
+    )
+    assert isinstance(with_attributes["md5OfMessageAttributes"], str)
+
+
+def test_sample_sqs_event_follows_the_batching_window() -> None:
+    record = sample_event("sqs", batching_window=1)["Records"][0]
+    assert record["md5OfMessageAttributes"] is None
+    assert "md5OfMessageAttributes" not in sample_event("sqs")["Records"][0]

@@ -156,3 +156,15 @@ def fifo(event, context):
 def noop(event, context):
     """Does nothing (benchmarks)."""
     return None
+
+
+def gated(event, context):
+    """Say the batch started (``$OUT_DIR/<function>.started``), wait until the file
+    ``$GATE`` exists (at most 60 s), then log the batch like ``record``."""
+    started = os.path.join(_OUT, os.environ["AWS_LAMBDA_FUNCTION_NAME"] + ".started")
+    with open(started, "a") as out:
+        out.write(context.aws_request_id + "\n")
+    deadline = time.time() + 60
+    while not os.path.exists(os.environ["GATE"]) and time.time() < deadline:
+        time.sleep(0.02)
+    return record(event, context)

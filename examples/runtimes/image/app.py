@@ -1,0 +1,3 @@
+def handler(event, context):
+    print(f"{len(event.get('Records', []))} records")
+    return {"batchItemFailures": [], "from": context.function_name}

@@ -1,0 +1,113 @@
+"""Kafka positions outside the partition's log, found and acted on for the Kafka poller.
+
+The decisions are :func:`pumphouse.pollers.positions.check_kafka_position`'s (documented
+there); this module asks the consumer for the numbers and carries them out:
+
+* on assignment, a committed offset below the partition's log start (retention removed
+  records never read) → seek to the log start, counting the gap;
+* while running, a fetch position beyond the high watermark on two samples in a row
+  (the broker came back empty, the topic was recreated: tansu then answers every fetch
+  with nothing and no error) → the poller restarts the partition at the log's
+  beginning (``restart``), dropping whatever was recorded at the old positions;
+* :meth:`KafkaPositionGuard.generation` is what fences commits
+  (:class:`~pumphouse.pollers.positions.CommitFence`).
+
+The high watermark comes from fetch responses (``consumer.highwater``), which tansu
+reports correctly, unlike ``end_offsets``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from aiokafka.errors import KafkaError
+
+from pumphouse.pollers.positions import check_kafka_position, report_reset
+
+if TYPE_CHECKING:
+    from pumphouse.telemetry.metrics import MappingMetrics
+
+__all__ = ["KafkaPositionGuard"]
+
+POSITION_WAIT_SECONDS = 0.1
+
+
+class KafkaPositionGuard:
+    """Finds positions outside the log (module docs) for one consumer."""
+
+    def __init__(
+        self,
+        consumer: Any,
+        *,
+        metrics: MappingMetrics,
+        logger: Any,
+        restart: Callable[[Any, int], Awaitable[None]],
+    ) -> None:
+        self._consumer = consumer
+        self._metrics = metrics
+        self._log = logger
+        self._restart = restart
+        self._assignments = 0
+        self._beyond: dict[Any, int] = {}
+
+    def assigned(self) -> None:
+        """The group assigned partitions (a new generation for this member)."""
+        self._assignments += 1
+        self._beyond.clear()
+
+    def generation(self) -> tuple[Any, int]:
+        """aiokafka's group generation (-1 while rejoining) and this member's count of
+        assignments (tansu numbers a recreated group's generations from 0 again)."""
+        coordinator = getattr(self._consumer, "_coordinator", None)
+        return (getattr(coordinator, "generation", None), self._assignments)
+
+    async def check_committed(self, tps: Sequence[Any]) -> None:
+        """Seek partitions whose committed offset is below the log start to the start."""
+        consumer = self._consumer
+        try:
+            committed = {tp: await consumer.committed(tp) for tp in tps}
+            known = [tp for tp, offset in committed.items() if offset is not None]
+            starts = await consumer.beginning_offsets(known) if known else {}
+        except KafkaError as err:
+            self._metrics.source_error("list_offsets")
+            self._log.warning("cannot check the committed offsets", error=str(err))
+            return
+        for tp, start in starts.items():
+            decision = check_kafka_position(position=committed[tp], log_start=start, log_end=None)
+            if decision is not None:
+                report_reset(
+                    decision, metrics=self._metrics, logger=self._log, partition=tp.partition
+                )
+                consumer.seek(tp, decision.resume_at)
+
+    async def check_positions(self, tps: Sequence[Any]) -> None:
+        """Restart partitions whose fetch position stayed beyond the high watermark."""
+        consumer = self._consumer
+        for tp in tps:
+            high = consumer.highwater(tp)
+            try:  # without a valid position aiokafka waits for one: never hold the loop
+                position = await asyncio.wait_for(consumer.position(tp), POSITION_WAIT_SECONDS)
+            except Exception:  # not assigned any more, or being reset: not now
+                self._beyond.pop(tp, None)
+                continue
+            if high is None or position <= high:
+                self._beyond.pop(tp, None)
+                continue
+            if self._beyond.get(tp) != position:
+                self._beyond[tp] = position  # seen once: act when seen again
+                continue
+            del self._beyond[tp]
+            try:
+                start = (await consumer.beginning_offsets([tp]))[tp]
+            except KafkaError as err:
+                self._metrics.source_error("list_offsets")
+                self._log.warning("cannot read the log start", error=str(err))
+                continue
+            decision = check_kafka_position(position=position, log_start=start, log_end=high)
+            if decision is not None:
+                report_reset(
+                    decision, metrics=self._metrics, logger=self._log, partition=tp.partition
+                )
+                await self._restart(tp, decision.resume_at)
