@@ -694,13 +694,15 @@ async def deliver_with_retry(
     base_delay: float = 0.2,
     max_delay: float = 30.0,
     jitter: Callable[[], float] = random.random,
+    on_failure: Callable[[DestinationError], None] | None = None,
 ) -> int:
     """Deliver until it succeeds; returns the number of attempts.
 
     Between attempts it waits ``min(max_delay, base_delay * 2^(n-1))``, jittered to
     between half and all of it. When ``stop()`` is true after a failure, the last
     :class:`~pumphouse.errors.DestinationError` is raised instead of waiting: the caller
-    must then not checkpoint past the records this record describes.
+    must then not checkpoint past the records this record describes. ``on_failure``
+    is called with every failed attempt's error.
     """
     attempt = 0
     while True:
@@ -710,6 +712,8 @@ async def deliver_with_retry(
                 record, payload=payload, s3_key_parts=s3_key_parts, message_key=message_key
             )
         except DestinationError as err:
+            if on_failure is not None:
+                on_failure(err)
             if stop():
                 raise
             ceiling = min(max_delay, base_delay * (2 ** min(attempt - 1, 30)))

@@ -80,7 +80,7 @@ import asyncio
 import contextlib
 import ssl
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -91,35 +91,37 @@ from aiokafka.errors import IllegalStateError, KafkaError
 
 from pumphouse.aws import error_code
 from pumphouse.errors import DestinationError, SourceError
-from pumphouse.pollers.batching import BatchLimits, KafkaFraming
+from pumphouse.pollers.batching import (
+    BatchLimits,
+    KafkaFraming,
+    assemble_kafka_event,
+    group_fragments,
+)
 from pumphouse.pollers.destinations import (
     FailureDestination,
     S3KeyParts,
-    deliver_with_retry,
     described_record_count,
     encode_failure_record,
     kafka_failure_record_for,
     kafka_topic_failure_record,
     make_destination,
 )
+from pumphouse.pollers.dispatch import Dispatcher, FailureMessage, retry_policy
 from pumphouse.pollers.kafka_lanes import (
     BatchItem,
-    LaneBatch,
     LaneStep,
     OversizedRecord,
     PartitionLane,
     Prepare,
 )
-from pumphouse.pollers.kafka_records import FragmentEncoder, KafkaMessage, record_dict
-from pumphouse.pollers.kafka_security import KafkaSecurity, build_security
-from pumphouse.pollers.policy import (
-    AttemptResult,
-    FailureCondition,
-    GiveUp,
-    RetryPolicy,
-    classify_invocation,
-    process_ordered_batch,
+from pumphouse.pollers.kafka_records import (
+    FragmentEncoder,
+    KafkaMessage,
+    partition_key,
+    record_dict,
 )
+from pumphouse.pollers.kafka_security import KafkaSecurity, build_security
+from pumphouse.pollers.policy import AttemptResult, FailureCondition, GiveUp
 from pumphouse.pollers.responses import kafka_item_id
 
 if TYPE_CHECKING:
@@ -455,8 +457,79 @@ def _describe(err: BaseException) -> str:
     return text if text.startswith(name) else f"{name}: {text}"
 
 
-def _arrival(item: BatchItem) -> float:
-    return item[0].timestamp / 1000.0
+class KafkaBinding:
+    """The :class:`~pumphouse.pollers.dispatch.SourceBinding` of Kafka records: a record
+    is ``(message, fragment)``, identified as ``("<topic>-<partition>", offset)``."""
+
+    def __init__(self, *, source: KafkaSource, function_arn: str) -> None:
+        self.source = source
+        self.framing = source.framing()
+        self.function_arn = function_arn
+
+    def record_id(self, record: BatchItem) -> Hashable:
+        message = record[0]
+        return (partition_key(message.topic, message.partition), message.offset)
+
+    def item_id(self, identifier: Any) -> Hashable | None:
+        return kafka_item_id(identifier)
+
+    def arrival(self, record: BatchItem) -> float:
+        return record[0].timestamp / 1000.0
+
+    def fragment(self, record: BatchItem) -> bytes:
+        return record[1]
+
+    def event(self, records: Sequence[BatchItem]) -> bytes:
+        return assemble_kafka_event(
+            group_fragments((self.s3_location([r]), r[1]) for r in records),
+            framing=self.framing,
+        )
+
+    def s3_location(self, records: Sequence[BatchItem]) -> str:
+        message = records[0][0]
+        return partition_key(message.topic, message.partition)
+
+    def failure_messages(
+        self, gave_up: GiveUp[BatchItem], *, destination_type: str, now: float
+    ) -> Sequence[FailureMessage]:
+        source = self.source
+        records = gave_up.records
+        if destination_type == "kafka":
+            # kafka://: one message per record, keyed like it, holding its own event.
+            messages = []
+            for item in records:
+                single = self.event([item])
+                record = kafka_topic_failure_record(
+                    request_id=gave_up.request_id,
+                    function_arn=self.function_arn,
+                    condition=gave_up.condition,
+                    approximate_invoke_count=gave_up.approximate_invoke_count,
+                    response_context=gave_up.response_context,
+                    event_source_arn=source.event_source_arn,
+                    bootstrap_servers=source.bootstrap_text,
+                    payload_size=len(single),
+                    offset=item[0].offset,
+                    timestamp_ms=item[0].timestamp,
+                    timestamp=now,
+                )
+                messages.append(
+                    FailureMessage(record, payload=single, message_key=item[0].key)
+                )
+            return messages
+        event = self.event(records)
+        key = self.s3_location(records)
+        record = kafka_failure_record_for(
+            gave_up,
+            function_arn=self.function_arn,
+            event_source_arn=source.event_source_arn,
+            bootstrap_servers=source.bootstrap_text,
+            payload_size=len(event),
+            partition_key=lambda _item: key,
+            offset=lambda item: int(item[0].offset),
+            timestamp_ms=lambda item: int(item[0].timestamp),
+            timestamp=now,
+        )
+        return [FailureMessage(record, payload=event)]
 
 
 class KafkaPoller:
@@ -471,14 +544,7 @@ class KafkaPoller:
         self.topic = topic
         self.metrics = ctx.metrics
         self.log = log.bind(mapping=mapping.label, topic=topic)
-        self.policy = RetryPolicy(
-            max_retry_attempts=mapping.retry_attempts,
-            max_record_age=(
-                float(mapping.max_record_age) if mapping.max_record_age is not None else None
-            ),
-            bisect_on_function_error=mapping.bisect_batch_on_function_error,
-            report_batch_item_failures=mapping.report_batch_item_failures,
-        )
+        self.policy = retry_policy(mapping)
         self.limits = BatchLimits(
             max_records=mapping.batch_size, window_seconds=mapping.batching_window
         )
@@ -496,6 +562,7 @@ class KafkaPoller:
         self.consumer: Any = None
         self.committer: OffsetCommitter | None = None
         self.caller: CallerSlots | None = None
+        self.dispatcher: Dispatcher[BatchItem] | None = None
         self._fatal: BaseException | None = None
         destination = mapping.on_failure_destination
         if destination is not None and destination == f"kafka://{topic}":
@@ -585,6 +652,19 @@ class KafkaPoller:
                 kafka_factory=self._kafka_destination,
             )
         self.caller = ctx.runtime.caller(ctx.mapping.label, function=self.function_name, limit=1)
+        self.dispatcher = Dispatcher(
+            binding=KafkaBinding(source=source, function_arn=self.function_arn),
+            runtime=ctx.runtime,
+            function=self.function_name,
+            caller=self.caller,
+            metrics=self.metrics,
+            status=ctx.status,
+            policy=self.policy,
+            destination=self.destination,
+            mapping_uuid=ctx.mapping.uuid,
+            secrets=tuple(ctx.function.environment.values()),
+            logger=self.log,
+        )
         consumer = AIOKafkaConsumer(**self._consumer_options(source))
         self.consumer = consumer
         consumer.subscribe([self.topic], listener=_Listener(self))
@@ -848,158 +928,39 @@ class KafkaPoller:
             self._report_progress(part)
 
     async def _run_step(self, part: _Partition, step: LaneStep) -> None:
+        assert self.dispatcher is not None  # built in run()
         if isinstance(step, OversizedRecord):
-            await self._oversized(part, step)
+            gave_up: GiveUp[BatchItem] = GiveUp(
+                records=[(step.message, step.fragment)],
+                condition=FailureCondition.MAXIMUM_PAYLOAD_SIZE_EXCEEDED,
+                approximate_invoke_count=0,
+                response_context=None,
+                request_id=None,
+            )
+            await self.dispatcher.give_up(gave_up, stopping=part.is_closing, sleep=part.sleep)
+            part.lane.finished(step)
             return
         lane = part.lane
+        dispatcher = self.dispatcher
 
         async def invoke(items: Sequence[BatchItem]) -> AttemptResult:
-            return await self._invoke(part, step, items)
-
-        async def give_up(gave_up: GiveUp[BatchItem]) -> None:
-            await self._give_up(part, gave_up)
+            fragments = step.fragments if items is step.items else [f for _, f in items]
+            # Serialize the lane's next records while this batch runs.
+            return await dispatcher.attempt(
+                items, event=lane.event(fragments), while_running=lane.prepare_ahead
+            )
 
         async def finished(items: Sequence[BatchItem]) -> None:
             lane.finished(step, items)
             self._report_progress(part)
 
-        key = part.key
-        await process_ordered_batch(
+        await dispatcher.process_ordered(
             step.items,
-            policy=self.policy,
             invoke=invoke,
-            give_up=give_up,
             finished=finished,
-            record_arrival=_arrival,
-            record_id=lambda item: (key, item[0].offset),
-            now=time.time,
-            sleep=part.sleep,
             stopping=part.is_closing,
+            sleep=part.sleep,
         )
-
-    async def _invoke(
-        self, part: _Partition, step: LaneBatch, items: Sequence[BatchItem]
-    ) -> AttemptResult:
-        ctx = self.ctx
-        metrics = self.metrics
-        count = len(items)
-        fragments = step.fragments if items is step.items else [f for _, f in items]
-        event = part.lane.event(fragments)
-        metrics.batch_size.observe(count)
-        metrics.batch_bytes.observe(len(event))
-        metrics.record_age.observe(max(0.0, time.time() - items[0][0].timestamp / 1000.0))
-        caller = self.caller
-        assert caller is not None  # set in run() before any partition is assigned
-        try:
-            async with caller.slot() as slot:
-                # Serialize the lane's next records while this batch runs (the callback
-                # runs once the invoke below waits for the worker).
-                asyncio.get_running_loop().call_soon(part.lane.prepare_ahead)
-                result = await ctx.runtime.invoke(
-                    self.function_name, event, caller=caller, slot=slot
-                )
-        except asyncio.CancelledError:
-            raise
-        except Exception as err:
-            self.log.warning("invoke failed", error=_describe(err))
-            return AttemptResult.not_run(_describe(err))
-        if result.function_ran:
-            metrics.invoked.inc(count)
-        key = part.key
-        attempt = classify_invocation(
-            result,
-            policy=self.policy,
-            batch_ids=(
-                [(key, m.offset) for m, _ in items]
-                if self.policy.report_batch_item_failures
-                else ()
-            ),
-            id_of=kafka_item_id,
-        )
-        if attempt.outcome.value == "success":
-            ctx.status.processed()
-        elif attempt.outcome.value == "partial":
-            metrics.failed_invoke.inc(len(attempt.failed_ids))
-            ctx.status.processed()
-        elif attempt.outcome.value == "failed":
-            metrics.failed_invoke.inc(count)
-            ctx.status.function_failed()
-        return attempt
-
-    async def _give_up(self, part: _Partition, gave_up: GiveUp[BatchItem]) -> None:
-        """Count the records, deliver their failure record(s); raises DestinationError
-        only when the partition is closing (the records then stay unfinished)."""
-        records = gave_up.records
-        self.metrics.dropped.inc(len(records))
-        self.log.warning(
-            "records given up",
-            partition=part.tp.partition,
-            condition=str(gave_up.condition),
-            first_offset=records[0][0].offset,
-            last_offset=records[-1][0].offset,
-            count=len(records),
-            destination=self.destination.target if self.destination else None,
-        )
-        destination = self.destination
-        if destination is None:
-            return
-        assert self.source is not None
-        source = self.source
-        if destination.destination_type == "kafka":
-            for message, fragment in records:
-                single = part.lane.event([fragment])
-                record = kafka_topic_failure_record(
-                    request_id=gave_up.request_id,
-                    function_arn=self.function_arn,
-                    condition=gave_up.condition,
-                    approximate_invoke_count=gave_up.approximate_invoke_count,
-                    response_context=gave_up.response_context,
-                    event_source_arn=source.event_source_arn,
-                    bootstrap_servers=source.bootstrap_text,
-                    payload_size=len(single),
-                    offset=message.offset,
-                    timestamp_ms=message.timestamp,
-                    timestamp=time.time(),
-                )
-                await deliver_with_retry(
-                    destination,
-                    record,
-                    stop=part.is_closing,
-                    payload=single,
-                    message_key=message.key,
-                )
-            return
-        event = part.lane.event([fragment for _, fragment in records])
-        key = part.key
-        record = kafka_failure_record_for(
-            gave_up,
-            function_arn=self.function_arn,
-            event_source_arn=source.event_source_arn,
-            bootstrap_servers=source.bootstrap_text,
-            payload_size=len(event),
-            partition_key=lambda _item: key,
-            offset=lambda item: int(item[0].offset),
-            timestamp_ms=lambda item: int(item[0].timestamp),
-            timestamp=time.time(),
-        )
-        await deliver_with_retry(
-            destination,
-            record,
-            stop=part.is_closing,
-            payload=event,
-            s3_key_parts=S3KeyParts(mapping_uuid=self.ctx.mapping.uuid, location=key),
-        )
-
-    async def _oversized(self, part: _Partition, step: OversizedRecord) -> None:
-        gave_up: GiveUp[BatchItem] = GiveUp(
-            records=[(step.message, step.fragment)],
-            condition=FailureCondition.MAXIMUM_PAYLOAD_SIZE_EXCEEDED,
-            approximate_invoke_count=0,
-            response_context=None,
-            request_id=None,
-        )
-        await self._give_up(part, gave_up)
-        part.lane.finished(step)
 
     def _report_progress(self, part: _Partition) -> None:
         progress = part.lane.take_progress()

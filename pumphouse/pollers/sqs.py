@@ -99,7 +99,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
@@ -115,6 +115,8 @@ from pumphouse.pollers.batching import (
     BatchLimits,
     assemble_event,
 )
+from pumphouse.pollers.dispatch import Dispatcher, FailureMessage, retry_policy
+from pumphouse.pollers.policy import AttemptOutcome, AttemptResult, GiveUp
 from pumphouse.pollers.responses import (
     WHOLE_SUCCESS,
     BatchResponse,
@@ -125,7 +127,6 @@ from pumphouse.pollers.responses import (
     sqs_item_id,
 )
 from pumphouse.pollers.shapes import sqs_record
-from pumphouse.runtime.slots import RuntimeStopped
 
 if TYPE_CHECKING:
     from pumphouse.pollers.base import MappingContext
@@ -489,6 +490,47 @@ class VisibilityKeeper:
                 self._on_extended(len(kept))
 
 
+# --- what the dispatcher needs to know about SQS messages ------------------------------
+
+
+class SqsBinding:
+    """The :class:`~pumphouse.pollers.dispatch.SourceBinding` of SQS messages. SQS has no
+    on-failure destination (the queue's RedrivePolicy moves failing messages)."""
+
+    def record_id(self, record: Item) -> Hashable:
+        return record.message_id
+
+    def item_id(self, identifier: Any) -> Hashable | None:
+        return sqs_item_id(identifier)
+
+    def arrival(self, record: Item) -> float:
+        return record.sent_ms / 1000.0 if record.sent_ms else time.time()
+
+    def fragment(self, record: Item) -> bytes:
+        return record.fragment
+
+    def event(self, records: Sequence[Item]) -> bytes:
+        return assemble_event(item.fragment for item in records)
+
+    def failure_messages(
+        self, gave_up: GiveUp[Item], *, destination_type: str, now: float
+    ) -> Sequence[FailureMessage]:
+        raise SourceError("SQS mappings have no on-failure destination", retryable=False)
+
+    def s3_location(self, records: Sequence[Item]) -> str:
+        raise SourceError("SQS mappings have no on-failure destination", retryable=False)
+
+
+def batch_response(attempt: AttemptResult) -> BatchResponse:
+    """What an attempt means for the messages of an SQS batch: a failure or an attempt
+    that did not run keeps every message; a partial response keeps the reported ones."""
+    if attempt.outcome is AttemptOutcome.SUCCESS:
+        return WHOLE_SUCCESS
+    if attempt.outcome is AttemptOutcome.PARTIAL:
+        return PartialFailure(attempt.failed_ids)
+    return WholeFailure(attempt.reason or "the batch failed")
+
+
 # --- the poller -------------------------------------------------------------------------
 
 
@@ -524,7 +566,6 @@ class SqsPoller:
         self._log = log.bind(mapping=mapping.label, function=ctx.function.name)
         self._batch_size = mapping.batch_size
         self._window = float(mapping.batching_window)
-        self._report_failures = bool(mapping.report_batch_item_failures)
         self._filters = mapping.compiled_filters()
         self._body_filter = any('"body"' in pattern for pattern in mapping.filter_patterns)
         self._queue_arn = mapping.EventSourceArn or ""
@@ -539,6 +580,7 @@ class SqsPoller:
         )
         self._client: Any = None
         self._caller: Any = None
+        self._dispatcher: Dispatcher[Item] | None = None
         self._halt = asyncio.Event()
         self._halt_waiter: asyncio.Future[Any] | None = None
         self._loops: dict[int, asyncio.Task[None]] = {}
@@ -620,6 +662,17 @@ class SqsPoller:
         self._fifo = fifo
         self._caller = ctx.runtime.caller(
             self.mapping.label, function=ctx.function.name, limit=self._maximum_concurrency()
+        )
+        self._dispatcher = Dispatcher(
+            binding=SqsBinding(),
+            runtime=ctx.runtime,
+            function=ctx.function.name,
+            caller=self._caller,
+            metrics=ctx.metrics,
+            status=ctx.status,
+            policy=retry_policy(self.mapping),
+            secrets=tuple(ctx.function.environment.values()),
+            logger=self._log,
         )
         self.scaler = PollerScaler(maximum=self._loop_cap(), initial=self._initial_pollers)
         if self._window > 0 and not fifo:
@@ -955,9 +1008,6 @@ class SqsPoller:
                 item.finish()
             self._release_groups(items, loop_id)
             raise
-        except RuntimeStopped:
-            self._log.info("runtime stopping: batch left on the queue", messages=len(items))
-            keep = set(range(len(items)))
         except Exception:
             self._log.exception("batch could not be processed; messages left on the queue")
             keep = set(range(len(items)))
@@ -991,64 +1041,14 @@ class SqsPoller:
 
     async def _invoke(self, batch: Batch[Item]) -> set[int]:
         """Run the function on one batch; the indexes of the messages to keep."""
-        ctx = self.ctx
         items = batch.items
-        count = len(items)
-        event = assemble_event(item.fragment for item in items)
-        metrics = ctx.metrics
-        metrics.batch_size.observe(count)
-        metrics.batch_bytes.observe(len(event))
-        async with self._caller.slot() as slot:
-            oldest = min(item.sent_ms for item in items)
-            if oldest:
-                metrics.record_age.observe(max(0.0, time.time() - oldest / 1000.0))
-            result = await ctx.runtime.invoke(
-                ctx.function.name, event, caller=self._caller, slot=slot
-            )
-        message_ids = [item.message_id for item in items]
-        if result.function_ran:
-            metrics.invoked.inc(count)
-        if not result.ok:
-            metrics.failed_invoke.inc(count)
-            error = result.error or {}
-            self._log.warning(
-                "batch failed; messages return after the visibility timeout",
-                outcome=str(result.outcome),
-                error_type=error.get("errorType"),
-                error=str(error.get("errorMessage", ""))[:500],
-                request_id=result.request_id,
-                messages=count,
-            )
-            if result.function_ran:
-                ctx.status.function_failed()
-            else:
-                ctx.status.problem(f"function could not run: {error.get('errorMessage', '')}")
-            return set(range(count))
-        response = read_response(
-            result.payload, message_ids, report_batch_item_failures=self._report_failures
-        )
-        if isinstance(response, WholeFailure):
-            metrics.failed_invoke.inc(count)
-            ctx.status.function_failed()
-            self._log.warning(
-                "unusable batch item failures response: the whole batch failed",
-                reason=response.reason,
-                request_id=result.request_id,
-                messages=count,
-            )
-        else:
-            ctx.status.processed()
+        assert self._dispatcher is not None  # built in run()
+        attempt = await self._dispatcher.attempt(items)
+        response = batch_response(attempt)
         groups = [item.group_id for item in items] if self._fifo else None
-        plan = plan_acknowledgement(message_ids, response, group_ids=groups)
-        if isinstance(response, PartialFailure):
-            metrics.failed_invoke.inc(len(response.failed_ids))
-            self._log.info(
-                "partial batch failure",
-                request_id=result.request_id,
-                messages=count,
-                failed=len(response.failed_ids),
-                kept=len(plan.keep),
-            )
+        plan = plan_acknowledgement(
+            [item.message_id for item in items], response, group_ids=groups
+        )
         return set(plan.keep)
 
     # -- acknowledgement -------------------------------------------------------------

@@ -147,11 +147,11 @@ import random
 import time
 import zlib
 from collections import deque
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 import structlog
@@ -175,24 +175,18 @@ from pumphouse.pollers.batching import (
 )
 from pumphouse.pollers.destinations import (
     FailureDestination,
-    S3KeyParts,
-    deliver_with_retry,
     make_destination,
     stream_failure_record_for,
 )
-from pumphouse.pollers.policy import (
-    AttemptResult,
-    GiveUp,
-    RetryPolicy,
-    classify_invocation,
-    process_ordered_batch,
-)
+from pumphouse.pollers.dispatch import Dispatcher, FailureMessage, retry_policy
+from pumphouse.pollers.policy import AttemptOutcome, AttemptResult, GiveUp
 from pumphouse.pollers.responses import stream_item_id
 from pumphouse.state import Checkpoint, Lease, LeaseInfo, retry_state
 
 if TYPE_CHECKING:
     from pumphouse.pollers.base import MappingContext
     from pumphouse.pollers.filtering import FilterSet
+    from pumphouse.runtime.result import InvocationResult
 
 log = structlog.get_logger("pumphouse.streams")
 
@@ -382,6 +376,8 @@ class StreamRecord:
     """Its position in the shard's ack tracker."""
     read_at: float = 0.0
     """Monotonic time it was read (opens the batching window)."""
+    shard_id: str = ""
+    """The shard it was read from (its failure record and S3 key name it)."""
 
 
 def lane_of(key: str, lanes: int) -> int:
@@ -731,7 +727,7 @@ class ShardProcessor:
                     if filtering and not filters.matches(doc):
                         skipped.append(at)
                         continue
-                    record = StreamRecord(seq, dumps(doc), arrival, key, at, read_at)
+                    record = StreamRecord(seq, dumps(doc), arrival, key, at, read_at, shard_id)
                     index = lane_of(key, n_lanes) if n_lanes > 1 else 0
                     lane = lanes[index]
                     lane.pending.append(record)
@@ -890,67 +886,35 @@ class ShardProcessor:
         self,
         records: list[StreamRecord],
         *,
-        invoke: Callable[[Sequence[StreamRecord]], Any],
+        invoke: Callable[[Sequence[StreamRecord]], Awaitable[AttemptResult]],
     ) -> bool:
         """Run one batch through the policy. True when every record finished."""
         first = records[0].sequence_number
         attempts_so_far = self.retries.get(first, 0)
         self.resume_at.discard(first)
-        poller = self.poller
-        report = await process_ordered_batch(
-            records,
-            policy=poller.policy,
-            invoke=invoke,
-            give_up=self._give_up,
-            finished=self._finished,
-            record_arrival=_arrival,
-            record_id=_sequence,
-            now=wall_clock,
-            sleep=self._sleep,
-            attempts_so_far=attempts_so_far,
-            on_attempt=self._on_attempt,
-            stopping=self._halted,
-        )
+        try:
+            report = await self.poller.dispatcher.process_ordered(
+                records,
+                invoke=invoke,
+                finished=self._finished,
+                stopping=self._halted,
+                sleep=self._sleep,
+                attempts_so_far=attempts_so_far,
+                on_attempt=self._on_attempt,
+            )
+        except DestinationError:
+            # Stopping while the destination is unreachable: the given-up records stay
+            # unfinished, so the checkpoint never passes them.
+            raise _Stopped() from None
         return not report.stopped
 
-    async def _invoke_event(self, event: bytes, records: Sequence[StreamRecord]) -> Any:
-        ctx = self.ctx
-        metrics = ctx.metrics
-        now = time.time()
+    def _observe_iterator_age(self, records: Sequence[StreamRecord]) -> None:
         if records:
-            count = len(records)
-            metrics.invoked.inc(count)
-            metrics.batch_size.observe(count)
-            metrics.record_age.observe(max(0.0, now - records[0].arrival))
-            self._iterator_age.set(max(0.0, now - records[-1].arrival))
-        metrics.batch_bytes.observe(len(event))
-        caller = self.poller.caller
-        async with caller.slot() as slot:
-            result = await ctx.runtime.invoke(
-                ctx.function.name, event, caller=caller, slot=slot
-            )
-        if not result.ok and result.function_ran and records:
-            metrics.failed_invoke.inc(len(records))
-        return result
+            self._iterator_age.set(max(0.0, time.time() - records[-1].arrival))
 
     async def _invoke_plain(self, records: Sequence[StreamRecord]) -> AttemptResult:
-        event = assemble_event([r.fragment for r in records])
-        result = await self._invoke_event(event, records)
-        attempt = classify_invocation(
-            result,
-            policy=self.poller.policy,
-            batch_ids=[r.sequence_number for r in records],
-            id_of=stream_item_id,
-        )
-        self._note_outcome(attempt)
-        return attempt
-
-    def _note_outcome(self, attempt: AttemptResult) -> None:
-        outcome = attempt.outcome.value
-        if outcome == "success":
-            self.ctx.status.processed()
-        elif outcome in ("failed", "partial"):
-            self.ctx.status.function_failed()
+        self._observe_iterator_age(records)
+        return await self.poller.dispatcher.attempt(records)
 
     async def _on_attempt(self, records: Sequence[StreamRecord], attempt: int) -> None:
         """Persist the attempt number before a retry, so that a restart or a new owner
@@ -1000,52 +964,6 @@ class ShardProcessor:
         if writing is not None:
             self._writing = None
             await writing
-
-    async def _give_up(self, gave_up: GiveUp[StreamRecord]) -> None:
-        records = gave_up.records
-        self.ctx.metrics.dropped.inc(len(records))
-        destination = self.poller.destination
-        self._bound.warning(
-            "records given up",
-            condition=str(gave_up.condition),
-            count=len(records),
-            first=records[0].sequence_number,
-            last=records[-1].sequence_number,
-            destination=destination.target if destination else None,
-        )
-        if destination is None:
-            return
-        now = time.time()
-        record = stream_failure_record_for(
-            gave_up,
-            source="kinesis" if self.source.kind == "kinesis" else "dynamodb",
-            function_arn=self.poller.function_arn,
-            shard_id=self.shard_id,
-            stream_arn=self.source.stream_arn,
-            sequence_number=_sequence,
-            arrival=_arrival,
-            timestamp=now,
-        )
-        payload = None
-        key_parts = None
-        if destination.destination_type == "s3":
-            payload = assemble_event([r.fragment for r in records])
-            key_parts = S3KeyParts(
-                mapping_uuid=self.ctx.mapping.uuid, location=self.shard_id, when=now
-            )
-        try:
-            await deliver_with_retry(
-                destination,
-                record,
-                stop=self._halted,
-                payload=payload,
-                s3_key_parts=key_parts,
-                sleep=self._sleep,
-            )
-        except DestinationError:
-            # Stopping while the destination is unreachable: these records stay
-            # unfinished, so the checkpoint never passes them.
-            raise _Stopped() from None
 
     # -- tumbling windows -----------------------------------------------------------------
 
@@ -1171,28 +1089,25 @@ class ShardProcessor:
             terminated_early=terminated_early,
         )
         event = assemble_event([r.fragment for r in records], suffix=suffix)
-        result = await self._invoke_event(event, records)
-        attempt = classify_invocation(
-            result,
-            policy=self.poller.policy,
-            batch_ids=[r.sequence_number for r in records],
-            id_of=stream_item_id,
-        )
-        if attempt.outcome.value in ("success", "partial"):
+
+        def read_state(result: InvocationResult, attempt: AttemptResult) -> AttemptResult:
+            if attempt.outcome not in (AttemptOutcome.SUCCESS, AttemptOutcome.PARTIAL):
+                return attempt
             payload = result.payload
             state = payload.get("state") if isinstance(payload, dict) else None
             if not isinstance(state, dict):
-                attempt = AttemptResult.failed(
+                return AttemptResult.failed(
                     request_id=attempt.request_id,
                     function_error=None,
                     reason="a tumbling-window response must hold a 'state' object",
                 )
-            else:
-                window.state = state
-                if not final and len(orjson.dumps(state)) > MAX_WINDOW_STATE_BYTES:
-                    early["terminated"] = True
-        self._note_outcome(attempt)
-        return attempt
+            window.state = state
+            if not final and len(orjson.dumps(state)) > MAX_WINDOW_STATE_BYTES:
+                early["terminated"] = True
+            return attempt
+
+        self._observe_iterator_age(records)
+        return await self.poller.dispatcher.attempt(records, event=event, interpret=read_state)
 
     # -- checkpoints ----------------------------------------------------------------------
 
@@ -1246,6 +1161,53 @@ def _unfinished_retries(checkpoint: Checkpoint | None) -> dict[str, int]:
     }
 
 
+class StreamBinding:
+    """The :class:`~pumphouse.pollers.dispatch.SourceBinding` of Kinesis and DynamoDB
+    Streams records, identified by their sequence number."""
+
+    def __init__(
+        self, *, source: Literal["kinesis", "dynamodb"], stream_arn: str, function_arn: str
+    ) -> None:
+        self.source: Literal["kinesis", "dynamodb"] = source
+        self.stream_arn = stream_arn
+        self.function_arn = function_arn
+
+    def record_id(self, record: StreamRecord) -> Hashable:
+        return record.sequence_number
+
+    def item_id(self, identifier: Any) -> Hashable | None:
+        return stream_item_id(identifier)
+
+    def arrival(self, record: StreamRecord) -> float:
+        return record.arrival
+
+    def fragment(self, record: StreamRecord) -> bytes:
+        return record.fragment
+
+    def event(self, records: Sequence[StreamRecord]) -> bytes:
+        return assemble_event([r.fragment for r in records])
+
+    def s3_location(self, records: Sequence[StreamRecord]) -> str:
+        return records[0].shard_id
+
+    def failure_messages(
+        self, gave_up: GiveUp[StreamRecord], *, destination_type: str, now: float
+    ) -> Sequence[FailureMessage]:
+        records = gave_up.records
+        record = stream_failure_record_for(
+            gave_up,
+            source=self.source,
+            function_arn=self.function_arn,
+            shard_id=records[0].shard_id,
+            stream_arn=self.stream_arn,
+            sequence_number=_sequence,
+            arrival=_arrival,
+            timestamp=now,
+        )
+        payload = self.event(records) if destination_type == "s3" else None
+        return [FailureMessage(record, payload=payload)]
+
+
 def _arrival(record: StreamRecord) -> float:
     return record.arrival
 
@@ -1287,12 +1249,7 @@ class StreamPoller(abc.ABC):
         self.check()
         self.source = self.make_source()
         self.filters = mapping.compiled_filters()
-        self.policy = RetryPolicy(
-            max_retry_attempts=mapping.retry_attempts,
-            max_record_age=float(mapping.max_record_age) if mapping.max_record_age else None,
-            bisect_on_function_error=mapping.bisect_batch_on_function_error,
-            report_batch_item_failures=mapping.report_batch_item_failures,
-        )
+        self.policy = retry_policy(mapping)
         self.function_arn = ctx.function.invoked_function_arn
         self.destination: FailureDestination | None = None
         if mapping.on_failure_destination:
@@ -1302,6 +1259,24 @@ class StreamPoller(abc.ABC):
         self.lanes = 1 if mapping.tumbling_window > 0 else mapping.parallelization_factor
         self.caller = ctx.runtime.caller(
             mapping.label, function=ctx.function.name, limit=self.lanes
+        )
+        self.dispatcher: Dispatcher[StreamRecord] = Dispatcher(
+            binding=StreamBinding(
+                source="kinesis" if self.source.kind == "kinesis" else "dynamodb",
+                stream_arn=self.source.stream_arn,
+                function_arn=self.function_arn,
+            ),
+            runtime=ctx.runtime,
+            function=ctx.function.name,
+            caller=self.caller,
+            metrics=ctx.metrics,
+            status=ctx.status,
+            policy=self.policy,
+            destination=self.destination,
+            mapping_uuid=mapping.uuid,
+            secrets=tuple(ctx.function.environment.values()),
+            wall_clock=lambda: wall_clock(),  # noqa: PLW0108 - read late: tests replace it
+            logger=log.bind(mapping=mapping.label),
         )
         self.lineage = ShardLineage()
         self.checkpoints: dict[str, Checkpoint] = {}
