@@ -172,6 +172,7 @@ from pumphouse.pollers.batching import (
     Batcher,
     BatchLimits,
     assemble_event,
+    batch_due,
 )
 from pumphouse.pollers.destinations import (
     FailureDestination,
@@ -378,6 +379,48 @@ class StreamRecord:
     """Monotonic time it was read (opens the batching window)."""
     shard_id: str = ""
     """The shard it was read from (its failure record and S3 key name it)."""
+
+
+def take_batch(
+    pending: deque[StreamRecord],
+    limits: BatchLimits,
+    *,
+    now: float,
+    window_start_at: float | None = None,
+    tumbling_seconds: int = 0,
+    resume_at: Collection[str] = (),
+) -> tuple[list[StreamRecord], list[StreamRecord]]:
+    """Take the next batch off the head of ``pending``: ``(batch, oversized)``.
+
+    The batch is cut where :class:`~pumphouse.pollers.batching.Batcher` cuts it (count,
+    bytes), before a record of another tumbling window (``window_start_at``), before the
+    record a stored retry counter belongs to (``resume_at``: that batch starts there), and
+    before a record too large for any event; such a record at the head is taken out into
+    ``oversized`` (it can never be delivered).
+    """
+    batcher: Batcher[StreamRecord] = Batcher(limits)
+    taken: list[StreamRecord] = []
+    oversized: list[StreamRecord] = []
+    while pending:
+        record = pending[0]
+        if window_start_at is not None and (
+            window_start(record.arrival, tumbling_seconds) != window_start_at
+        ):
+            break
+        if resume_at and taken and record.sequence_number in resume_at:
+            break  # the batch a stored retry counter belongs to starts here
+        result = batcher.add(record, len(record.fragment), now)
+        if result is AddResult.OVERSIZED:
+            if taken:
+                break  # it waits behind the batch, as on every source
+            oversized.append(pending.popleft())
+            continue
+        if result is AddResult.BATCH_FULL:
+            break
+        taken.append(pending.popleft())
+        if batcher.full:
+            break
+    return taken, oversized
 
 
 def lane_of(key: str, lanes: int) -> int:
@@ -810,17 +853,10 @@ class ShardProcessor:
                 return None
             pending = lane.pending
             if pending:
-                if window <= 0 or self.reader_done:
+                now = time.monotonic()
+                if self.reader_done or self._lane_due(lane, now):
                     return self._take(lane)
-                if (
-                    len(pending) >= self.limits.max_records
-                    or lane.pending_bytes >= self.limits.max_bytes
-                ):
-                    return self._take(lane)
-                deadline = pending[0].read_at + window
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return self._take(lane)
+                remaining = pending[0].read_at + window - now
                 lane.wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(lane.wake.wait(), timeout=remaining)
@@ -830,39 +866,36 @@ class ShardProcessor:
             lane.wake.clear()
             await lane.wake.wait()
 
+    def _lane_due(self, lane: _Lane, now: float) -> bool:
+        """The batch-closing rule applied to what waits in the lane."""
+        pending = lane.pending
+        return batch_due(
+            self.limits,
+            count=len(pending),
+            full=lane.pending_bytes >= self.limits.max_bytes,
+            opened_at=pending[0].read_at if pending else None,
+            now=now,
+        )
+
     def _take(self, lane: _Lane, *, window_start_at: float | None = None) -> list[StreamRecord]:
         """Take a batch from the head of the lane (count, bytes; one window)."""
-        batcher: Batcher[StreamRecord] = Batcher(self.limits)
         pending = lane.pending
-        taken: list[StreamRecord] = []
-        oversized: list[int] = []
-        seconds = self.ctx.mapping.tumbling_window
-        now = time.monotonic()
-        resume_at = self.resume_at
-        while pending:
-            record = pending[0]
-            if window_start_at is not None and window_start(record.arrival, seconds) != (
-                window_start_at
-            ):
-                break
-            if resume_at and taken and record.sequence_number in resume_at:
-                break  # the batch a stored retry counter belongs to starts here
-            result = batcher.add(record, len(record.fragment), now)
-            if result is AddResult.BATCH_FULL:
-                break
-            pending.popleft()
-            lane.pending_bytes -= len(record.fragment)
-            if result is AddResult.OVERSIZED:
-                oversized.append(record.position)
-                continue
-            taken.append(record)
-            if batcher.full:
-                break
+        taken, oversized = take_batch(
+            pending,
+            self.limits,
+            now=time.monotonic(),
+            window_start_at=window_start_at,
+            tumbling_seconds=self.ctx.mapping.tumbling_window,
+            resume_at=self.resume_at,
+        )
+        lane.pending_bytes -= sum(len(r.fragment) for r in taken) + sum(
+            len(r.fragment) for r in oversized
+        )
         self._release_buffer(len(taken) + len(oversized))
         if oversized:
             self.ctx.metrics.dropped.inc(len(oversized))
             self._bound.warning("oversized records dropped", count=len(oversized))
-            self.tracker.complete(oversized)
+            self.tracker.complete([r.position for r in oversized])
         return taken
 
     def _release_buffer(self, count: int) -> None:
@@ -981,17 +1014,13 @@ class ShardProcessor:
                     continue
                 if window is None:
                     self.window = WindowState(start, start + seconds, {})
-                if (
-                    self.limits.window_seconds > 0
-                    and not self.reader_done
-                    and len(pending) < self.limits.max_records
-                ):
-                    remaining = pending[0].read_at + self.limits.window_seconds - time.monotonic()
-                    if remaining > 0:
-                        lane.wake.clear()
-                        with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(lane.wake.wait(), timeout=remaining)
-                        continue
+                now = time.monotonic()
+                if not self.reader_done and not self._lane_due(lane, now):
+                    remaining = pending[0].read_at + self.limits.window_seconds - now
+                    lane.wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(lane.wake.wait(), timeout=remaining)
+                    continue
                 records = self._take(lane, window_start_at=start)
                 following = lane.pending
                 final = (
