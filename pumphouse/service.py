@@ -83,8 +83,10 @@ class Service:
         metrics: Metrics | None = None,
         replica_id: str | None = None,
         factory: Callable[[str], PollerFactory] = poller_factory,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
+        self._wall_clock = wall_clock
         self.settings = config.Settings
         self.metrics = metrics or get_metrics()
         self.replica_id = (
@@ -213,6 +215,7 @@ class Service:
             stopping=self.stopping,
             replica_id=self.replica_id,
             shutdown_timeout=self.settings.ShutdownTimeoutSeconds,
+            wall_clock=self._wall_clock,
         )
         task = asyncio.create_task(self._supervise(ctx), name=f"mapping:{mapping.label}")
         self._tasks.append(task)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
@@ -132,6 +133,8 @@ class MappingContext:
     stopping: asyncio.Event
     replica_id: str
     shutdown_timeout: float = 30.0
+    wall_clock: Callable[[], float] = time.time
+    """Epoch seconds: the clock of record age (``MaximumRecordAgeInSeconds``)."""
 
 
 class Poller(Protocol):
