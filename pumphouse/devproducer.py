@@ -7,7 +7,6 @@ DynamoDB item, Kafka record), so a newcomer sees batches flowing through each ha
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import time
 from typing import Any
@@ -16,6 +15,7 @@ import orjson
 import structlog
 
 from pumphouse.aws import AwsClients
+from pumphouse.retrying import sleep_unless
 
 log = structlog.get_logger("pumphouse.dev.producer")
 
@@ -71,8 +71,7 @@ async def produce_samples(config: Any, stack: Any, *, rate: float, stop: asyncio
                     sent += 1
                 except Exception as err:  # a demo producer logs and goes on
                     log.warning("sample send failed", mapping=mapping.label, error=str(err))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=interval)
+            await sleep_unless(stop, interval)
     finally:
         log.info("sample producer stopped", sent=sent)
         if producer is not None:

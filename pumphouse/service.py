@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import gc
 import os
-import random
 import signal
 import socket
 import time
@@ -31,6 +30,7 @@ import structlog
 from pumphouse.aws import AwsClients
 from pumphouse.errors import PumphouseError, SourceError
 from pumphouse.pollers.base import MappingContext, MappingState, MappingStatus, Poller
+from pumphouse.retrying import backoff_delay, sleep_unless
 from pumphouse.telemetry.http import StatusServer
 from pumphouse.telemetry.metrics import MappingMetrics, Metrics, get_metrics
 
@@ -66,11 +66,6 @@ def poller_factory(source: str) -> PollerFactory:
 
         return KafkaPoller
     raise SourceError(f"unsupported event source {source!r}", retryable=False)
-
-
-def backoff_delay(attempt: int, *, base: float = 1.0, cap: float = 60.0) -> float:
-    """Full-jitter exponential backoff: uniform in [0, min(cap, base * 2**attempt)]."""
-    return random.uniform(0, min(cap, base * (2 ** min(attempt, 30))))
 
 
 class Service:
@@ -242,7 +237,7 @@ class Service:
                 ctx.metrics.restarts.inc()
                 if time.monotonic() - started_at > 60:
                     failures = 0  # it ran for a while: start backing off from scratch
-                delay = backoff_delay(failures)
+                delay = backoff_delay(failures, base=2.0, cap=60.0, jitter=1.0)
                 failures += 1
                 bound.error(
                     "mapping failed; restarting",
@@ -250,7 +245,7 @@ class Service:
                     retry_in_seconds=round(delay, 2),
                     exc_info=not isinstance(err, PumphouseError),
                 )
-                await _sleep_unless(self.stopping, delay)
+                await sleep_unless(self.stopping, delay)
         ctx.status.set_state(MappingState.DISABLED, "Service shutdown")
 
     async def wait_stopped(self) -> None:
@@ -299,6 +294,3 @@ class Service:
         return 0
 
 
-async def _sleep_unless(event: asyncio.Event, delay: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(event.wait(), timeout=delay)

@@ -125,6 +125,10 @@ class SourceBinding(Protocol[R]):
         """When the record reached the source, epoch seconds (the record-age clock)."""
         ...
 
+    def oldest_arrival(self, records: Sequence[R]) -> float:
+        """The arrival of the oldest of ``records`` (ordered sources: the first)."""
+        ...
+
     def fragment(self, record: R) -> bytes:
         """The record serialized in its Lambda shape."""
         ...
@@ -254,7 +258,7 @@ class Dispatcher(Generic[R]):
             event = binding.event(records)
         if count:
             metrics.batch_size.observe(count)
-            oldest = min(binding.arrival(r) for r in records)
+            oldest = binding.oldest_arrival(records)
             metrics.record_age.observe(max(0.0, self.now() - oldest))
         metrics.batch_bytes.observe(len(event))
         try:
@@ -421,6 +425,7 @@ class Dispatcher(Generic[R]):
                 message_key=message.message_key,
                 sleep=sleep,
                 on_failure=delivery_failed,
+                metrics=self.metrics,
             )
 
 

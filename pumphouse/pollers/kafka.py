@@ -85,7 +85,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import IllegalStateError, KafkaError
 
@@ -99,14 +99,12 @@ from pumphouse.pollers.batching import (
 )
 from pumphouse.pollers.destinations import (
     FailureDestination,
-    S3KeyParts,
-    described_record_count,
-    encode_failure_record,
     kafka_failure_record_for,
     kafka_topic_failure_record,
     make_destination,
 )
 from pumphouse.pollers.dispatch import Dispatcher, FailureMessage, retry_policy
+from pumphouse.pollers.kafka_destination import KafkaTopicDestination, describe_kafka_error
 from pumphouse.pollers.kafka_lanes import (
     BatchItem,
     LaneStep,
@@ -123,6 +121,7 @@ from pumphouse.pollers.kafka_records import (
 from pumphouse.pollers.kafka_security import KafkaSecurity, build_security
 from pumphouse.pollers.policy import AttemptResult, FailureCondition, GiveUp
 from pumphouse.pollers.responses import kafka_item_id
+from pumphouse.retrying import sleep_unless
 
 if TYPE_CHECKING:
     from pumphouse.aws import AwsClients
@@ -146,9 +145,6 @@ COMMIT_RETRY_SECONDS: Final = 0.5
 COMMIT_INTERVAL_SECONDS: Final = 0.02
 """After a commit the committer waits this long, gathering positions for the next one:
 at most ~50 commits a second per mapping, however many batches finish."""
-PRODUCER_MAX_REQUEST_BYTES: Final = 16 * 1024 * 1024
-"""A ``kafka://`` failure message holds one record's event (up to 6 MB, more for an
-oversized record): the producer must allow it (the broker's ``message.max.bytes`` too)."""
 
 
 # ---------------------------------------------------------------------------------------
@@ -240,95 +236,6 @@ def choose_msk_brokers(
 
 
 # ---------------------------------------------------------------------------------------
-# The kafka:// on-failure destination
-
-
-class KafkaTopicDestination:
-    """``kafka://<topic>``: one message per failed record, produced to the same cluster.
-
-    A plain (non-idempotent) producer, created on first use and re-created after a
-    failure. Implements :class:`~pumphouse.pollers.destinations.FailureDestination`.
-    """
-
-    destination_type: str = "kafka"
-
-    def __init__(
-        self,
-        topic: str,
-        *,
-        bootstrap_servers: Sequence[str],
-        security: KafkaSecurity,
-        metrics: MappingMetrics | None = None,
-        client_id: str | None = None,
-        request_timeout_ms: int = 30_000,
-    ) -> None:
-        self.topic = topic
-        self._bootstrap = list(bootstrap_servers)
-        self._security = security
-        self._metrics = metrics
-        self._client_id = client_id
-        self._request_timeout_ms = request_timeout_ms
-        self._producer: Any = None
-        self._lock = asyncio.Lock()
-
-    @property
-    def target(self) -> str:
-        return f"kafka://{self.topic}"
-
-    async def _ensure_producer(self) -> Any:
-        async with self._lock:
-            if self._producer is None:
-                options: dict[str, Any] = {
-                    "bootstrap_servers": self._bootstrap,
-                    "acks": "all",
-                    "enable_idempotence": False,  # tansu (and some brokers) refuse it
-                    "max_request_size": PRODUCER_MAX_REQUEST_BYTES,
-                    "request_timeout_ms": self._request_timeout_ms,
-                    **self._security.aiokafka_options(),
-                }
-                if self._client_id:
-                    options["client_id"] = f"{self._client_id}-on-failure"
-                producer = AIOKafkaProducer(**options)
-                try:
-                    await producer.start()
-                except BaseException:
-                    with contextlib.suppress(Exception):
-                        await producer.stop()
-                    raise
-                self._producer = producer
-            return self._producer
-
-    async def deliver(
-        self,
-        record: Mapping[str, Any],
-        *,
-        payload: bytes | None = None,
-        s3_key_parts: S3KeyParts | None = None,
-        message_key: bytes | None = None,
-    ) -> None:
-        value = encode_failure_record(record, payload=payload)
-        try:
-            producer = await self._ensure_producer()
-            await producer.send_and_wait(self.topic, value, key=message_key)
-        except Exception as err:
-            if self._metrics is not None:
-                self._metrics.destination_failed(self.destination_type)
-            await self.close()
-            raise DestinationError(
-                f"cannot deliver an on-failure record to {self.target}: {_describe(err)}"
-            ) from err
-        if self._metrics is not None:
-            self._metrics.destination_delivered(self.destination_type)
-            self._metrics.on_failure_delivered.inc(described_record_count(record))
-
-    async def close(self) -> None:
-        producer, self._producer = self._producer, None
-        if producer is not None:
-            with contextlib.suppress(Exception):
-                await producer.stop()
-
-
-# ---------------------------------------------------------------------------------------
 # Commits
 
 
@@ -392,7 +299,7 @@ class OffsetCommitter:
                 self._metrics.source_error("commit")
                 self._log.warning(
                     "offset commit failed; will retry",
-                    error=_describe(err),
+                    error=describe_kafka_error(err),
                     partitions=sorted(f"{tp.topic}-{tp.partition}" for tp in batch),
                 )
                 for tp, (offset, count) in batch.items():
@@ -429,10 +336,7 @@ class _Partition:
 
     async def sleep(self, delay: float) -> None:
         """Sleep, but wake up when the partition is closing."""
-        if delay <= 0 or self.closing.is_set():
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.closing.wait(), timeout=delay)
+        await sleep_unless(self.closing, delay)
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc] # aiokafka is untyped
@@ -446,15 +350,6 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc] # aiokafka is 
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         await self._poller.on_partitions_assigned(list(assigned))
-
-
-def _describe(err: BaseException) -> str:
-    """``Type: message`` (aiokafka's messages often start with their type already)."""
-    name = type(err).__name__
-    text = str(err)
-    if not text:
-        return name
-    return text if text.startswith(name) else f"{name}: {text}"
 
 
 class KafkaBinding:
@@ -475,6 +370,9 @@ class KafkaBinding:
 
     def arrival(self, record: BatchItem) -> float:
         return record[0].timestamp / 1000.0
+
+    def oldest_arrival(self, records: Sequence[BatchItem]) -> float:
+        return self.arrival(records[0])  # a partition's records, in offset order
 
     def fragment(self, record: BatchItem) -> bytes:
         return record[1]
@@ -617,7 +515,6 @@ class KafkaPoller:
             topic,
             bootstrap_servers=self.source.bootstrap_servers,
             security=self.security,
-            metrics=self.metrics,
             client_id=self.consumer_settings.ClientId,
             request_timeout_ms=self.consumer_settings.RequestTimeoutMs,
         )
@@ -648,7 +545,6 @@ class KafkaPoller:
             self.destination = make_destination(
                 target,
                 clients=ctx.aws,
-                metrics=self.metrics,
                 kafka_factory=self._kafka_destination,
             )
         self.caller = ctx.runtime.caller(ctx.mapping.label, function=self.function_name, limit=1)
@@ -663,6 +559,7 @@ class KafkaPoller:
             destination=self.destination,
             mapping_uuid=ctx.mapping.uuid,
             secrets=tuple(ctx.function.environment.values()),
+            wall_clock=ctx.wall_clock,
             logger=self.log,
         )
         consumer = AIOKafkaConsumer(**self._consumer_options(source))
@@ -676,8 +573,9 @@ class KafkaPoller:
                 await consumer.start()
             except KafkaError as err:
                 self.metrics.source_error("connect")
+                detail = describe_kafka_error(err)
                 raise SourceError(
-                    f"cannot connect to Kafka at {source.bootstrap_text}: {_describe(err)}"
+                    f"cannot connect to Kafka at {source.bootstrap_text}: {detail}"
                 ) from None
             ctx.status.ready()
             self.log.info(
@@ -697,7 +595,7 @@ class KafkaPoller:
             topics = await self.consumer.topics()
         except KafkaError as err:
             self.metrics.source_error("metadata")
-            self.log.warning("cannot list topics", error=_describe(err))
+            self.log.warning("cannot list topics", error=describe_kafka_error(err))
             return
         if self.topic not in topics:
             self.ctx.status.problem(f"topic {self.topic} does not exist (waiting for it)")
@@ -710,7 +608,7 @@ class KafkaPoller:
         while not stopping.is_set():
             if self._fatal is not None:
                 raise SourceError(
-                    f"a partition task failed: {_describe(self._fatal)}"
+                    f"a partition task failed: {describe_kafka_error(self._fatal)}"
                 ) from self._fatal
             try:
                 data = await consumer.getmany(
@@ -718,7 +616,8 @@ class KafkaPoller:
                 )
             except KafkaError as err:
                 self.metrics.source_error("poll")
-                raise SourceError(f"polling {self.topic} failed: {_describe(err)}") from None
+                detail = describe_kafka_error(err)
+                raise SourceError(f"polling {self.topic} failed: {detail}") from None
             if data:
                 self._dispatch(data)
                 # getmany returns at once while aiokafka holds fetched records: let the
@@ -974,7 +873,7 @@ class KafkaPoller:
         try:
             await self._release(list(self.partitions))
         except Exception as err:
-            self.log.warning("draining partitions failed", error=_describe(err))
+            self.log.warning("draining partitions failed", error=describe_kafka_error(err))
         if committer_task is not None:
             committer_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -51,6 +51,9 @@ class Binding:
     def arrival(self, record: Rec) -> float:
         return record.arrival
 
+    def oldest_arrival(self, records: Sequence[Rec]) -> float:
+        return min(r.arrival for r in records)
+
     def fragment(self, record: Rec) -> bytes:
         return b'{"id":"' + record.id.encode() + b'"}'
 

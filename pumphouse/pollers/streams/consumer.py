@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -78,7 +77,12 @@ from pumphouse.pollers.batching import (
 )
 from pumphouse.pollers.policy import AttemptOutcome, AttemptResult
 from pumphouse.pollers.streams.records import StreamRecord, lane_of, take_batch
-from pumphouse.pollers.streams.source import DataTrimmed, IteratorExpired, StartPosition
+from pumphouse.pollers.streams.source import (
+    DataTrimmed,
+    IteratorExpired,
+    ReadResult,
+    StartPosition,
+)
 from pumphouse.pollers.streams.windows import (
     MAX_WINDOW_STATE_BYTES,
     WINDOW_ENVELOPE_BYTES,
@@ -86,6 +90,7 @@ from pumphouse.pollers.streams.windows import (
     window_start,
     window_suffix,
 )
+from pumphouse.retrying import backoff_delay, sleep_unless
 from pumphouse.state import Checkpoint, Lease, retry_state
 
 if TYPE_CHECKING:
@@ -297,115 +302,124 @@ class ShardProcessor:
             self._wake_all()
 
     async def _read(self) -> None:
+        """Read the shard page by page into the lanes, until its end or a stop."""
         source = self.source
-        metrics = self.ctx.metrics
-        filters = self.filters
-        filtering = not filters.is_empty
         iterator = await self._iterator(self.position)
-        if iterator is None:
-            self.shard_closed = True
-            return
         errors = 0
         last_call = 0.0
-        limit = source.page_limit
-        while not self._halted():
-            while self.buffered >= self.max_buffer and not self._halted():
-                self.space.clear()
-                await self.space.wait()
-            if self._halted():
+        while True:
+            if iterator is None:
+                self.shard_closed = True
                 return
-            wait = last_call + source.min_call_interval - time.monotonic()
-            if wait > 0:
-                await self._sleep(wait)
+            if not await self._wait_for_space():
+                return
+            await self._sleep(last_call + source.min_call_interval - time.monotonic())
             last_call = time.monotonic()
             started = time.time()
             try:
-                result = await source.get_records(iterator, limit)
-            except SourceThrottled:
-                metrics.source_error("get_records", kind="throttled")
-                errors += 1
-                await self._sleep(_backoff(errors))
-                continue
-            except IteratorExpired:
-                metrics.source_error("get_records", kind="expired_iterator")
-                position = (
-                    StartPosition("AFTER_SEQUENCE_NUMBER", self.last_read)
-                    if self.last_read
-                    else self.position
-                )
-                iterator = await self._iterator(position)
-                if iterator is None:
-                    self.shard_closed = True
-                    return
-                continue
-            except DataTrimmed as err:
-                metrics.source_error("get_records", kind="trimmed")
-                self._bound.warning("records trimmed before they were read", error=str(err))
-                iterator = await self._iterator(StartPosition("TRIM_HORIZON"))
-                if iterator is None:
-                    self.shard_closed = True
-                    return
-                continue
+                result = await source.get_records(iterator, source.page_limit)
             except SourceNotFound:
                 raise
             except SourceError as err:
-                metrics.source_error("get_records")
-                errors += 1
-                self.ctx.status.problem(str(err))
-                await self._sleep(_backoff(errors))
+                iterator, errors = await self._read_failed(err, iterator, errors)
                 continue
             errors = 0
-            raws = result.records
-            if raws:
-                read_at = time.monotonic()
-                metrics.polled.inc(len(raws))
-                tracker = self.tracker
-                lanes = self.lanes
-                n_lanes = len(lanes)
-                shape = source.shape
-                shard_id = self.shard_id
-                skipped: list[int] = []
-                touched: set[int] = set()
-                dumps = orjson.dumps
-                chunk = self.yield_every
-                for n, raw in enumerate(raws, 1):
-                    doc, seq, arrival, key = shape(raw, shard_id)
-                    at = tracker.register(seq)
-                    if filtering and not filters.matches(doc):
-                        skipped.append(at)
-                        continue
-                    record = StreamRecord(seq, dumps(doc), arrival, key, at, read_at, shard_id)
-                    index = lane_of(key, n_lanes) if n_lanes > 1 else 0
-                    lane = lanes[index]
-                    lane.pending.append(record)
-                    lane.pending_bytes += len(record.fragment)
-                    touched.add(index)
-                    self.buffered += 1
-                    if n % chunk == 0:
-                        # A big page: let the lanes start invoking while we shape the rest.
-                        for index in touched:
-                            lanes[index].wake.set()
-                        await asyncio.sleep(0)
-                self.last_read = seq
-                if skipped:
-                    metrics.filtered_out.inc(len(skipped))
-                    tracker.complete(skipped)
-                    await self._advance_checkpoint()
+            if result.records:
+                await self._take_records(result.records)
+            iterator = await self._after_page(result, started)
+
+    async def _wait_for_space(self) -> bool:
+        """Wait while too many records are buffered; False when stopping."""
+        while self.buffered >= self.max_buffer and not self._halted():
+            self.space.clear()
+            await self.space.wait()
+        return not self._halted()
+
+    async def _read_failed(
+        self, err: SourceError, iterator: str, errors: int
+    ) -> tuple[str | None, int]:
+        """Handle a failed ``GetRecords``: the iterator to read with next (None: the
+        shard is closed) and the failures in a row."""
+        metrics = self.ctx.metrics
+        if isinstance(err, IteratorExpired):
+            metrics.source_error("get_records", kind="expired_iterator")
+            position = (
+                StartPosition("AFTER_SEQUENCE_NUMBER", self.last_read)
+                if self.last_read
+                else self.position
+            )
+            return await self._iterator(position), errors
+        if isinstance(err, DataTrimmed):
+            metrics.source_error("get_records", kind="trimmed")
+            self._bound.warning("records trimmed before they were read", error=str(err))
+            return await self._iterator(StartPosition("TRIM_HORIZON")), errors
+        if isinstance(err, SourceThrottled):
+            metrics.source_error("get_records", kind="throttled")
+        else:
+            metrics.source_error("get_records")
+            self.ctx.status.problem(str(err))
+        errors += 1
+        await self._sleep(backoff_delay(errors, base=0.2, cap=10.0))
+        return iterator, errors
+
+    async def _take_records(self, raws: Sequence[Any]) -> None:
+        """Shape, filter and serialize one page's records into their lanes."""
+        metrics = self.ctx.metrics
+        filters = self.filters
+        filtering = not filters.is_empty
+        read_at = time.monotonic()
+        metrics.polled.inc(len(raws))
+        tracker = self.tracker
+        lanes = self.lanes
+        n_lanes = len(lanes)
+        shape = self.source.shape
+        shard_id = self.shard_id
+        skipped: list[int] = []
+        touched: set[int] = set()
+        dumps = orjson.dumps
+        chunk = self.yield_every
+        seq = self.last_read
+        for n, raw in enumerate(raws, 1):
+            doc, seq, arrival, key = shape(raw, shard_id)
+            at = tracker.register(seq)
+            if filtering and not filters.matches(doc):
+                skipped.append(at)
+                continue
+            record = StreamRecord(seq, dumps(doc), arrival, key, at, read_at, shard_id)
+            index = lane_of(key, n_lanes) if n_lanes > 1 else 0
+            lane = lanes[index]
+            lane.pending.append(record)
+            lane.pending_bytes += len(record.fragment)
+            touched.add(index)
+            self.buffered += 1
+            if n % chunk == 0:
+                # A big page: let the lanes start invoking while we shape the rest.
                 for index in touched:
                     lanes[index].wake.set()
-            if result.millis_behind is not None:
-                self._behind.set(result.millis_behind / 1000)
-            if result.next_iterator is None:
-                self.shard_closed = True
-                self.caught_up_since = started
-                return
-            iterator = result.next_iterator
-            behind = bool(result.millis_behind) or len(raws) >= limit
-            if not behind:
-                self.caught_up_since = started
-                if self.windowed:
-                    self.lanes[0].wake.set()
-                await self._sleep(source.poll_interval)
+                await asyncio.sleep(0)
+        self.last_read = seq
+        if skipped:
+            metrics.filtered_out.inc(len(skipped))
+            tracker.complete(skipped)
+            await self._advance_checkpoint()
+        for index in touched:
+            lanes[index].wake.set()
+
+    async def _after_page(self, result: ReadResult, started: float) -> str | None:
+        """After a page: the next iterator (None: the shard ended); waits the source's
+        poll interval when the shard is caught up."""
+        if result.millis_behind is not None:
+            self._behind.set(result.millis_behind / 1000)
+        if result.next_iterator is None:
+            self.caught_up_since = started
+            return None
+        behind = bool(result.millis_behind) or len(result.records) >= self.source.page_limit
+        if not behind:
+            self.caught_up_since = started
+            if self.windowed:
+                self.lanes[0].wake.set()
+            await self._sleep(self.source.poll_interval)
+        return result.next_iterator
 
     async def _iterator(self, position: StartPosition) -> str | None:
         errors = 0
@@ -427,14 +441,11 @@ class ShardProcessor:
             errors += 1
             if self._halted():
                 raise _Stopped()
-            await self._sleep(_backoff(errors))
+            await self._sleep(backoff_delay(errors, base=0.2, cap=10.0))
 
     async def _sleep(self, seconds: float) -> None:
         """Sleep, cut short when the shard stops."""
-        if seconds <= 0 or self._halted():
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.stopping.wait(), timeout=seconds)
+        await sleep_unless(self.stopping, seconds)
 
     # -- lanes --------------------------------------------------------------------------
 
@@ -794,6 +805,3 @@ def _unfinished_retries(checkpoint: Checkpoint | None) -> dict[str, int]:
     }
 
 
-def _backoff(errors: int, *, base: float = 0.2, cap: float = 10.0) -> float:
-    ceiling = min(cap, base * (2 ** min(errors - 1, 30)))
-    return random.uniform(ceiling / 2, ceiling)

@@ -42,7 +42,7 @@ import math
 import random
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pumphouse.state import LeaseInfo
 
@@ -101,14 +101,27 @@ def plan_leases(
         return LeasePlan(acquire=tuple(free[:room]))
     if room == 0:
         return LeasePlan()
+    return LeasePlan(steal=_steal(me=me, counts=counts, busy=busy, pick=pick))
+
+
+def _steal(
+    *,
+    me: str,
+    counts: Mapping[str, list[str]],
+    busy: Collection[str],
+    pick: Any,  # a random.Random, or the random module itself
+) -> tuple[str, str] | None:
+    """``(shard, owner)`` to steal from the most-loaded replica, only when it holds at
+    least two more leases than this one; None otherwise."""
+    mine = len(counts.get(me, ()))
     others = [(len(shards), owner) for owner, shards in counts.items() if owner != me]
     if not others:
-        return LeasePlan()
+        return None
     most = max(n for n, _ in others)
     if most < mine + 2:
-        return LeasePlan()
+        return None
     victim = pick.choice(sorted(owner for n, owner in others if n == most))
     candidates = [s for s in counts[victim] if s not in busy]
     if not candidates:
-        return LeasePlan()
-    return LeasePlan(steal=(pick.choice(sorted(candidates)), victim))
+        return None
+    return (pick.choice(sorted(candidates)), victim)

@@ -101,9 +101,7 @@ class StreamPoller(abc.ABC):
         self.function_arn = ctx.function.invoked_function_arn
         self.destination: FailureDestination | None = None
         if mapping.on_failure_destination:
-            self.destination = make_destination(
-                mapping.on_failure_destination, clients=ctx.aws, metrics=ctx.metrics
-            )
+            self.destination = make_destination(mapping.on_failure_destination, clients=ctx.aws)
         self.lanes = 1 if mapping.tumbling_window > 0 else mapping.parallelization_factor
         self.caller = ctx.runtime.caller(
             mapping.label, function=ctx.function.name, limit=self.lanes

@@ -119,6 +119,9 @@ class StreamBinding:
     def arrival(self, record: StreamRecord) -> float:
         return record.arrival
 
+    def oldest_arrival(self, records: Sequence[StreamRecord]) -> float:
+        return records[0].arrival  # a shard's records, in sequence order
+
     def fragment(self, record: StreamRecord) -> bytes:
         return record.fragment
 
