@@ -31,7 +31,8 @@ the function ran and failed      ``invoked`` += records; ``failed_invoke`` += re
 the function did not run         ``failed_invoke`` += records; ``invoke_errors`` += 1
 unusable partial response        ``invoked`` += records; ``failed_invoke`` += records
 given up, no destination         ``dropped`` += records
-given up, delivered              ``on_failure_delivered`` += records (not dropped)
+given up, delivered              ``on_failure_delivered`` += records (not dropped),
+                                 ``destination_deliveries`` += 1 per failure record
 given up, delivery failed        ``dropped`` += records (once, at the first failed attempt),
                                  ``destination_delivery_failures`` += 1 per failed attempt;
                                  pumphouse keeps retrying (nothing is lost), so a later
@@ -43,7 +44,11 @@ The mapping's ``LastProcessingResult`` follows one rule for every source
 batch response included, as Lambda sees it — it is ``OK``; after
 :data:`FAILED_BATCHES_FOR_PROBLEM` consecutive attempts that failed (the function failed
 or could not run) it is ``PROBLEM: Function call failed`` and ``LastError`` holds the last
-function error's type and message.
+function error's type and message (its first line, bounded, the function's environment
+values masked; never a stack trace). One failed batch is enough, as on Lambda, where
+``LastProcessingResult`` is the result of the last batch whichever shard, partition or
+poller it came from: a per-mapping streak longer than 1 would depend on how the batches
+of parallel lanes happen to interleave.
 """
 
 from __future__ import annotations
