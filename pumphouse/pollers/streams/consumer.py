@@ -690,9 +690,7 @@ class ShardProcessor:
             await self._write_checkpoint()
         return True
 
-    async def _invoke_until_done(
-        self, invoke: Callable[[Sequence[StreamRecord]], Any]
-    ) -> bool:
+    async def _invoke_until_done(self, invoke: Callable[[Sequence[StreamRecord]], Any]) -> bool:
         """An invoke with no record (end of window): retried like a batch, but with no
         record to give up on: after the retries it is abandoned (the state dropped)."""
         policy = self.policy
@@ -798,10 +796,4 @@ def _unfinished_retries(checkpoint: Checkpoint | None) -> dict[str, int]:
     if done is None or not done.isdigit():
         return dict(checkpoint.retries)
     last = int(done)
-    return {
-        seq: n
-        for seq, n in checkpoint.retries.items()
-        if not seq.isdigit() or int(seq) > last
-    }
-
-
+    return {seq: n for seq, n in checkpoint.retries.items() if not seq.isdigit() or int(seq) > last}
