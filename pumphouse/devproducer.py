@@ -11,7 +11,6 @@ DynamoDB item gets ``id`` = ``item-<seq>`` unless the template sets one.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import time
 from typing import Any
@@ -20,6 +19,7 @@ import orjson
 import structlog
 
 from pumphouse.aws import AwsClients
+from pumphouse.retrying import sleep_unless
 from pumphouse.samples import RecordTemplate, attribute_map
 
 log = structlog.get_logger("pumphouse.dev.producer")
@@ -99,8 +99,7 @@ async def produce_samples(
                     sent += 1
                 except Exception as err:  # a demo producer logs and goes on
                     log.warning("sample send failed", mapping=mapping.label, error=str(err))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=interval)
+            await sleep_unless(stop, interval)
     finally:
         log.info("sample producer stopped", sent=sent)
         if producer is not None:

@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import gc
 import os
-import random
 import signal
 import socket
 import time
@@ -33,6 +32,7 @@ from pumphouse.aws import AwsClients
 from pumphouse.errors import PumphouseError, SourceError
 from pumphouse.live import LiveMappings
 from pumphouse.pollers.base import MappingContext, MappingState, MappingStatus, Poller
+from pumphouse.retrying import backoff_delay, sleep_unless
 from pumphouse.telemetry.http import StatusServer
 from pumphouse.telemetry.metrics import MappingMetrics, Metrics, get_metrics
 
@@ -70,11 +70,6 @@ def poller_factory(source: str) -> PollerFactory:
     raise SourceError(f"unsupported event source {source!r}", retryable=False)
 
 
-def backoff_delay(attempt: int, *, base: float = 1.0, cap: float = 60.0) -> float:
-    """Full-jitter exponential backoff: uniform in [0, min(cap, base * 2**attempt)]."""
-    return random.uniform(0, min(cap, base * (2 ** min(attempt, 30))))
-
-
 class Service:
     """pumphouse's main job: every enabled mapping of one configuration."""
 
@@ -85,8 +80,10 @@ class Service:
         metrics: Metrics | None = None,
         replica_id: str | None = None,
         factory: Callable[[str], PollerFactory] = poller_factory,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
+        self._wall_clock = wall_clock
         self.settings = config.Settings
         self.metrics = metrics or get_metrics()
         self.replica_id = (
@@ -263,6 +260,7 @@ class Service:
             stopping=stopping or self.stopping,
             replica_id=self.replica_id,
             shutdown_timeout=self.settings.ShutdownTimeoutSeconds,
+            wall_clock=self._wall_clock,
         )
         task = asyncio.create_task(self._supervise(ctx), name=f"mapping:{mapping.label}")
         self._tasks.append(task)
@@ -292,7 +290,7 @@ class Service:
                 ctx.metrics.restarts.inc()
                 if time.monotonic() - started_at > 60:
                     failures = 0  # it ran for a while: start backing off from scratch
-                delay = backoff_delay(failures)
+                delay = backoff_delay(failures, base=2.0, cap=60.0, jitter=1.0)
                 failures += 1
                 bound.error(
                     "mapping failed; restarting",
@@ -300,7 +298,7 @@ class Service:
                     retry_in_seconds=round(delay, 2),
                     exc_info=not isinstance(err, PumphouseError),
                 )
-                await _sleep_unless(ctx.stopping, delay)
+                await sleep_unless(ctx.stopping, delay)
         ctx.status.set_state(MappingState.DISABLED, "Service shutdown")
 
     async def wait_stopped(self) -> None:
@@ -353,6 +351,3 @@ class Service:
         return 0
 
 
-async def _sleep_unless(event: asyncio.Event, delay: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(event.wait(), timeout=delay)

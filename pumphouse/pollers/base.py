@@ -119,7 +119,17 @@ class MappingStatus:
         if self.metrics is not None:
             self.metrics.problem.set(0)
 
-    def function_failed(self) -> None:
+    def function_failed(self, error: str | None = None, *, problem: bool = True) -> None:
+        """An invocation failed (the function raised, timed out, crashed, or could not
+        run). ``error`` (the error's type and message, never a secret) becomes
+        ``LastError``; with ``problem`` the result becomes ``PROBLEM: Function call
+        failed``. The rule deciding when is :class:`pumphouse.pollers.dispatch.
+        ProcessingResultRule`."""
+        if error is not None:
+            self.last_error = error
+            self.last_error_at = time.time()
+        if not problem:
+            return
         self.last_processing_result = "PROBLEM: Function call failed"
         if self.metrics is not None:
             self.metrics.problem.set(1)
@@ -166,6 +176,8 @@ class MappingContext:
     stopping: asyncio.Event
     replica_id: str
     shutdown_timeout: float = 30.0
+    wall_clock: Callable[[], float] = time.time
+    """Epoch seconds: the clock of record age (``MaximumRecordAgeInSeconds``)."""
 
 
 class Poller(Protocol):

@@ -85,6 +85,21 @@ class BatchLimits:
             raise ValueError(f"max_bytes must be positive, not {self.max_bytes}")
 
 
+def batch_due(
+    limits: BatchLimits, *, count: int, full: bool, opened_at: float | None, now: float
+) -> bool:
+    """THE batch-closing rule every source applies: a batch of ``count`` records, opened
+    at ``opened_at``, closes now when it holds ``BatchSize`` records, when ``full`` (a
+    record was refused because the event would pass the 6 MB limit, or the bytes waiting
+    reach it), or when ``MaximumBatchingWindowInSeconds`` has passed since it opened
+    (at once with a window of 0). An empty batch never closes."""
+    if count <= 0:
+        return False
+    if full or count >= limits.max_records:
+        return True
+    return opened_at is not None and now >= opened_at + limits.window_seconds
+
+
 class EventFraming(Protocol):
     """How an event is built around record fragments, as far as its size goes.
 
@@ -246,12 +261,13 @@ class Batcher(Generic[T]):
 
         Always false for an empty batch; with a window of 0, true once it holds an item.
         """
-        if not self._items:
-            return False
-        if self.full:
-            return True
-        deadline = self.deadline
-        return deadline is not None and now >= deadline
+        return batch_due(
+            self.limits,
+            count=len(self._items),
+            full=self._bytes_full,
+            opened_at=self._opened_at,
+            now=now,
+        )
 
     # --- changes --------------------------------------------------------------------
 

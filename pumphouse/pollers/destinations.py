@@ -65,6 +65,7 @@ import structlog
 from pumphouse.aws import error_code
 from pumphouse.errors import DestinationError
 from pumphouse.pollers.policy import FailureCondition, GiveUp, ResponseContext
+from pumphouse.retrying import backoff_delay
 
 if TYPE_CHECKING:
     from pumphouse.aws import AwsClients
@@ -500,16 +501,13 @@ def _describe(err: BaseException) -> str:
 
 
 class AwsDestination(ABC):
-    """A destination reached through an aiobotocore client; counts its metrics."""
+    """A destination reached through an aiobotocore client."""
 
     destination_type: str
 
-    def __init__(
-        self, arn: str, *, clients: AwsClients, metrics: MappingMetrics | None = None
-    ) -> None:
+    def __init__(self, arn: str, *, clients: AwsClients) -> None:
         self.arn = arn
         self.clients = clients
-        self.metrics = metrics
 
     @property
     def target(self) -> str:
@@ -527,15 +525,10 @@ class AwsDestination(ABC):
         try:
             await self._send(record, payload=payload, s3_key_parts=s3_key_parts)
         except Exception as err:
-            if self.metrics is not None:
-                self.metrics.destination_failed(self.destination_type)
             self._forget()
             raise DestinationError(
                 f"cannot deliver an on-failure record to {self.arn}: {_describe(err)}"
             ) from err
-        if self.metrics is not None:
-            self.metrics.destination_delivered(self.destination_type)
-            self.metrics.on_failure_delivered.inc(described_record_count(record))
 
     @abstractmethod
     async def _send(
@@ -565,10 +558,8 @@ class SqsDestination(AwsDestination):
 
     destination_type = DestinationType.SQS.value
 
-    def __init__(
-        self, arn: str, *, clients: AwsClients, metrics: MappingMetrics | None = None
-    ) -> None:
-        super().__init__(arn, clients=clients, metrics=metrics)
+    def __init__(self, arn: str, *, clients: AwsClients) -> None:
+        super().__init__(arn, clients=clients)
         parts = _arn_parts(arn, "sqs")
         self.account = parts[4]
         self.queue_name = parts[5]
@@ -612,10 +603,8 @@ class SnsDestination(AwsDestination):
 
     destination_type = DestinationType.SNS.value
 
-    def __init__(
-        self, arn: str, *, clients: AwsClients, metrics: MappingMetrics | None = None
-    ) -> None:
-        super().__init__(arn, clients=clients, metrics=metrics)
+    def __init__(self, arn: str, *, clients: AwsClients) -> None:
+        super().__init__(arn, clients=clients)
         _arn_parts(arn, "sns")
 
     async def _send(
@@ -635,10 +624,8 @@ class S3Destination(AwsDestination):
 
     destination_type = DestinationType.S3.value
 
-    def __init__(
-        self, arn: str, *, clients: AwsClients, metrics: MappingMetrics | None = None
-    ) -> None:
-        super().__init__(arn, clients=clients, metrics=metrics)
+    def __init__(self, arn: str, *, clients: AwsClients) -> None:
+        super().__init__(arn, clients=clients)
         parts = _arn_parts(arn, "s3")
         self.bucket = parts[5].split("/", 1)[0]
         if not self.bucket:
@@ -696,7 +683,6 @@ def make_destination(
     target: str,
     *,
     clients: AwsClients,
-    metrics: MappingMetrics | None = None,
     kafka_factory: KafkaDestinationFactory | None = None,
 ) -> FailureDestination:
     """The destination for a ``DestinationConfig.OnFailure.Destination`` value."""
@@ -706,10 +692,10 @@ def make_destination(
             raise ValueError(f"{target}: Kafka destinations are only available to Kafka mappings")
         return kafka_factory(target[len(KAFKA_DESTINATION_PREFIX) :])
     if kind is DestinationType.SQS:
-        return SqsDestination(target, clients=clients, metrics=metrics)
+        return SqsDestination(target, clients=clients)
     if kind is DestinationType.SNS:
-        return SnsDestination(target, clients=clients, metrics=metrics)
-    return S3Destination(target, clients=clients, metrics=metrics)
+        return SnsDestination(target, clients=clients)
+    return S3Destination(target, clients=clients)
 
 
 async def deliver_with_retry(
@@ -724,13 +710,18 @@ async def deliver_with_retry(
     base_delay: float = 0.2,
     max_delay: float = 30.0,
     jitter: Callable[[], float] = random.random,
+    on_failure: Callable[[DestinationError], None] | None = None,
+    metrics: MappingMetrics | None = None,
 ) -> int:
     """Deliver until it succeeds; returns the number of attempts.
 
     Between attempts it waits ``min(max_delay, base_delay * 2^(n-1))``, jittered to
     between half and all of it. When ``stop()`` is true after a failure, the last
     :class:`~pumphouse.errors.DestinationError` is raised instead of waiting: the caller
-    must then not checkpoint past the records this record describes.
+    must then not checkpoint past the records this record describes. ``on_failure``
+    is called with every failed attempt's error. With ``metrics``, every failed attempt
+    counts a destination delivery failure, and the delivery counts the destination
+    delivery and the records the failure record describes.
     """
     attempt = 0
     while True:
@@ -740,10 +731,13 @@ async def deliver_with_retry(
                 record, payload=payload, s3_key_parts=s3_key_parts, message_key=message_key
             )
         except DestinationError as err:
+            if metrics is not None:
+                metrics.destination_failed(destination.destination_type)
+            if on_failure is not None:
+                on_failure(err)
             if stop():
                 raise
-            ceiling = min(max_delay, base_delay * (2 ** min(attempt - 1, 30)))
-            delay = ceiling / 2 + jitter() * ceiling / 2
+            delay = backoff_delay(attempt, base=base_delay, cap=max_delay, rand=jitter)
             log.warning(
                 "on-failure delivery failed; retrying",
                 destination=destination.target,
@@ -755,4 +749,7 @@ async def deliver_with_retry(
             if stop():
                 raise
             continue
+        if metrics is not None:
+            metrics.destination_delivered(destination.destination_type)
+            metrics.on_failure_delivered.inc(described_record_count(record))
         return attempt

@@ -85,44 +85,45 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import IllegalStateError, KafkaError
 
 from pumphouse.aws import error_code
 from pumphouse.errors import DestinationError, SourceError
-from pumphouse.pollers.batching import BatchLimits, KafkaFraming
+from pumphouse.pollers.batching import (
+    BatchLimits,
+    KafkaFraming,
+    assemble_kafka_event,
+    group_fragments,
+)
 from pumphouse.pollers.destinations import (
     FailureDestination,
-    S3KeyParts,
-    deliver_with_retry,
-    described_record_count,
-    encode_failure_record,
     kafka_failure_record_for,
     kafka_topic_failure_record,
     make_destination,
 )
+from pumphouse.pollers.dispatch import Dispatcher, FailureMessage, retry_policy
+from pumphouse.pollers.kafka_destination import KafkaTopicDestination, describe_kafka_error
 from pumphouse.pollers.kafka_lanes import (
     BatchItem,
-    LaneBatch,
     LaneStep,
     OversizedRecord,
     PartitionLane,
     Prepare,
 )
-from pumphouse.pollers.kafka_positions import KafkaPositionGuard
-from pumphouse.pollers.kafka_records import FragmentEncoder, KafkaMessage, record_dict
-from pumphouse.pollers.kafka_security import KafkaSecurity, build_security
-from pumphouse.pollers.policy import (
-    AttemptResult,
-    FailureCondition,
-    GiveUp,
-    RetryPolicy,
-    classify_invocation,
-    process_ordered_batch,
+from pumphouse.pollers.kafka_positions import KafkaPositionGuard, last_answer
+from pumphouse.pollers.kafka_records import (
+    FragmentEncoder,
+    KafkaMessage,
+    partition_key,
+    record_dict,
 )
+from pumphouse.pollers.kafka_security import KafkaSecurity, build_security
+from pumphouse.pollers.policy import AttemptResult, FailureCondition, GiveUp
 from pumphouse.pollers.positions import CommitFence
 from pumphouse.pollers.responses import kafka_item_id
+from pumphouse.retrying import sleep_unless
 
 if TYPE_CHECKING:
     from pumphouse.aws import AwsClients
@@ -149,9 +150,6 @@ commit that cannot land is retried by the committer, fenced by generation."""
 COMMIT_INTERVAL_SECONDS: Final = 0.02
 """After a commit the committer waits this long, gathering positions for the next one:
 at most ~50 commits a second per mapping, however many batches finish."""
-PRODUCER_MAX_REQUEST_BYTES: Final = 16 * 1024 * 1024
-"""A ``kafka://`` failure message holds one record's event (up to 6 MB, more for an
-oversized record): the producer must allow it (the broker's ``message.max.bytes`` too)."""
 
 
 # ---------------------------------------------------------------------------------------
@@ -243,95 +241,6 @@ def choose_msk_brokers(
 
 
 # ---------------------------------------------------------------------------------------
-# The kafka:// on-failure destination
-
-
-class KafkaTopicDestination:
-    """``kafka://<topic>``: one message per failed record, produced to the same cluster.
-
-    A plain (non-idempotent) producer, created on first use and re-created after a
-    failure. Implements :class:`~pumphouse.pollers.destinations.FailureDestination`.
-    """
-
-    destination_type: str = "kafka"
-
-    def __init__(
-        self,
-        topic: str,
-        *,
-        bootstrap_servers: Sequence[str],
-        security: KafkaSecurity,
-        metrics: MappingMetrics | None = None,
-        client_id: str | None = None,
-        request_timeout_ms: int = 30_000,
-    ) -> None:
-        self.topic = topic
-        self._bootstrap = list(bootstrap_servers)
-        self._security = security
-        self._metrics = metrics
-        self._client_id = client_id
-        self._request_timeout_ms = request_timeout_ms
-        self._producer: Any = None
-        self._lock = asyncio.Lock()
-
-    @property
-    def target(self) -> str:
-        return f"kafka://{self.topic}"
-
-    async def _ensure_producer(self) -> Any:
-        async with self._lock:
-            if self._producer is None:
-                options: dict[str, Any] = {
-                    "bootstrap_servers": self._bootstrap,
-                    "acks": "all",
-                    "enable_idempotence": False,  # tansu (and some brokers) refuse it
-                    "max_request_size": PRODUCER_MAX_REQUEST_BYTES,
-                    "request_timeout_ms": self._request_timeout_ms,
-                    **self._security.aiokafka_options(),
-                }
-                if self._client_id:
-                    options["client_id"] = f"{self._client_id}-on-failure"
-                producer = AIOKafkaProducer(**options)
-                try:
-                    await producer.start()
-                except BaseException:
-                    with contextlib.suppress(Exception):
-                        await producer.stop()
-                    raise
-                self._producer = producer
-            return self._producer
-
-    async def deliver(
-        self,
-        record: Mapping[str, Any],
-        *,
-        payload: bytes | None = None,
-        s3_key_parts: S3KeyParts | None = None,
-        message_key: bytes | None = None,
-    ) -> None:
-        value = encode_failure_record(record, payload=payload)
-        try:
-            producer = await self._ensure_producer()
-            await producer.send_and_wait(self.topic, value, key=message_key)
-        except Exception as err:
-            if self._metrics is not None:
-                self._metrics.destination_failed(self.destination_type)
-            await self.close()
-            raise DestinationError(
-                f"cannot deliver an on-failure record to {self.target}: {_describe(err)}"
-            ) from err
-        if self._metrics is not None:
-            self._metrics.destination_delivered(self.destination_type)
-            self._metrics.on_failure_delivered.inc(described_record_count(record))
-
-    async def close(self) -> None:
-        producer, self._producer = self._producer, None
-        if producer is not None:
-            with contextlib.suppress(Exception):
-                await producer.stop()
-
-
-# ---------------------------------------------------------------------------------------
 # Commits
 
 
@@ -414,7 +323,7 @@ class OffsetCommitter:
                 self._metrics.source_error("commit")
                 self._log.warning(
                     "offset commit failed; will retry",
-                    error=_describe(err),
+                    error=describe_kafka_error(err),
                     partitions=sorted(f"{tp.topic}-{tp.partition}" for tp in batch),
                 )
                 for tp, (offset, count) in batch.items():
@@ -451,10 +360,7 @@ class _Partition:
 
     async def sleep(self, delay: float) -> None:
         """Sleep, but wake up when the partition is closing."""
-        if delay <= 0 or self.closing.is_set():
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.closing.wait(), timeout=delay)
+        await sleep_unless(self.closing, delay)
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc] # aiokafka is untyped
@@ -470,34 +376,82 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc] # aiokafka is 
         await self._poller.on_partitions_assigned(list(assigned))
 
 
-def _describe(err: BaseException) -> str:
-    """``Type: message`` (aiokafka's messages often start with their type already)."""
-    name = type(err).__name__
-    text = str(err)
-    if not text:
-        return name
-    return text if text.startswith(name) else f"{name}: {text}"
+class KafkaBinding:
+    """The :class:`~pumphouse.pollers.dispatch.SourceBinding` of Kafka records: a record
+    is ``(message, fragment)``, identified as ``("<topic>-<partition>", offset)``."""
 
+    def __init__(self, *, source: KafkaSource, function_arn: str) -> None:
+        self.source = source
+        self.framing = source.framing()
+        self.function_arn = function_arn
 
-def _last_answer(consumer: Any, partitions: Mapping[Any, _Partition]) -> float | None:
-    """When the broker last answered a fetch of a partition being read (epoch seconds);
-    now when none is being read (all paused: the function is behind, not the broker)."""
-    reading = [tp for tp, part in partitions.items() if not part.lane.paused]
-    if not reading:
-        return time.time()
-    known: list[float] = []
-    for tp in reading:
-        try:
-            stamp = consumer.last_poll_timestamp(tp)
-        except AssertionError:  # aiokafka asserts it is assigned: being revoked
-            continue
-        if stamp is not None:
-            known.append(stamp / 1000.0)
-    return max(known) if known else None
+    def record_id(self, record: BatchItem) -> Hashable:
+        message = record[0]
+        return (partition_key(message.topic, message.partition), message.offset)
 
+    def item_id(self, identifier: Any) -> Hashable | None:
+        return kafka_item_id(identifier)
 
-def _arrival(item: BatchItem) -> float:
-    return item[0].timestamp / 1000.0
+    def arrival(self, record: BatchItem) -> float:
+        return record[0].timestamp / 1000.0
+
+    def oldest_arrival(self, records: Sequence[BatchItem]) -> float:
+        return self.arrival(records[0])  # a partition's records, in offset order
+
+    def fragment(self, record: BatchItem) -> bytes:
+        return record[1]
+
+    def event(self, records: Sequence[BatchItem]) -> bytes:
+        return assemble_kafka_event(
+            group_fragments((self.s3_location([r]), r[1]) for r in records),
+            framing=self.framing,
+        )
+
+    def s3_location(self, records: Sequence[BatchItem]) -> str:
+        message = records[0][0]
+        return partition_key(message.topic, message.partition)
+
+    def failure_messages(
+        self, gave_up: GiveUp[BatchItem], *, destination_type: str, now: float
+    ) -> Sequence[FailureMessage]:
+        source = self.source
+        records = gave_up.records
+        if destination_type == "kafka":
+            # kafka://: one message per record, keyed like it, holding its own event.
+            messages = []
+            for item in records:
+                single = self.event([item])
+                record = kafka_topic_failure_record(
+                    request_id=gave_up.request_id,
+                    function_arn=self.function_arn,
+                    condition=gave_up.condition,
+                    approximate_invoke_count=gave_up.approximate_invoke_count,
+                    response_context=gave_up.response_context,
+                    event_source_arn=source.event_source_arn,
+                    bootstrap_servers=source.bootstrap_text,
+                    payload_size=len(single),
+                    offset=item[0].offset,
+                    timestamp_ms=item[0].timestamp,
+                    timestamp=now,
+                )
+                messages.append(
+                    FailureMessage(record, payload=single, message_key=item[0].key)
+                )
+            return messages
+        event = self.event(records)
+        key = self.s3_location(records)
+        record = kafka_failure_record_for(
+            gave_up,
+            function_arn=self.function_arn,
+            event_source_arn=source.event_source_arn,
+            bootstrap_servers=source.bootstrap_text,
+            payload_size=len(event),
+            partition_key=lambda _item: key,
+            offset=lambda item: int(item[0].offset),
+            timestamp_ms=lambda item: int(item[0].timestamp),
+            timestamp=now,
+        )
+        return [FailureMessage(record, payload=event)]
 
 
 class KafkaPoller:
@@ -512,14 +466,7 @@ class KafkaPoller:
         self.topic = topic
         self.metrics = ctx.metrics
         self.log = log.bind(mapping=mapping.label, topic=topic)
-        self.policy = RetryPolicy(
-            max_retry_attempts=mapping.retry_attempts,
-            max_record_age=(
-                float(mapping.max_record_age) if mapping.max_record_age is not None else None
-            ),
-            bisect_on_function_error=mapping.bisect_batch_on_function_error,
-            report_batch_item_failures=mapping.report_batch_item_failures,
-        )
+        self.policy = retry_policy(mapping)
         self.limits = BatchLimits(
             max_records=mapping.batch_size, window_seconds=mapping.batching_window
         )
@@ -537,6 +484,7 @@ class KafkaPoller:
         self.consumer: Any = None
         self.committer: OffsetCommitter | None = None
         self.caller: CallerSlots | None = None
+        self.dispatcher: Dispatcher[BatchItem] | None = None
         self._fatal: BaseException | None = None
         self.guard: KafkaPositionGuard | None = None  # positions outside the log
         destination = mapping.on_failure_destination
@@ -592,7 +540,6 @@ class KafkaPoller:
             topic,
             bootstrap_servers=self.source.bootstrap_servers,
             security=self.security,
-            metrics=self.metrics,
             client_id=self.consumer_settings.ClientId,
             request_timeout_ms=self.consumer_settings.RequestTimeoutMs,
         )
@@ -624,10 +571,23 @@ class KafkaPoller:
             self.destination = make_destination(
                 target,
                 clients=ctx.aws,
-                metrics=self.metrics,
                 kafka_factory=self._kafka_destination,
             )
         self.caller = ctx.runtime.caller(ctx.mapping.label, function=self.function_name, limit=1)
+        self.dispatcher = Dispatcher(
+            binding=KafkaBinding(source=source, function_arn=self.function_arn),
+            runtime=ctx.runtime,
+            function=self.function_name,
+            caller=self.caller,
+            metrics=self.metrics,
+            status=ctx.status,
+            policy=self.policy,
+            destination=self.destination,
+            mapping_uuid=ctx.mapping.uuid,
+            secrets=tuple(ctx.function.environment.values()),
+            wall_clock=ctx.wall_clock,
+            logger=self.log,
+        )
         consumer = AIOKafkaConsumer(**self._consumer_options(source))
         self.consumer = consumer
         consumer.subscribe([self.topic], listener=_Listener(self))
@@ -644,8 +604,9 @@ class KafkaPoller:
                 await consumer.start()
             except KafkaError as err:
                 self.metrics.source_error("connect")
+                detail = describe_kafka_error(err)
                 raise SourceError(
-                    f"cannot connect to Kafka at {source.bootstrap_text}: {_describe(err)}"
+                    f"cannot connect to Kafka at {source.bootstrap_text}: {detail}"
                 ) from None
             ctx.status.ready()
             self.log.info(
@@ -665,7 +626,7 @@ class KafkaPoller:
             topics = await self.consumer.topics()
         except KafkaError as err:
             self.metrics.source_error("metadata")
-            self.log.warning("cannot list topics", error=_describe(err))
+            self.log.warning("cannot list topics", error=describe_kafka_error(err))
             return
         if self.topic not in topics:
             self.ctx.status.problem(f"topic {self.topic} does not exist (waiting for it)")
@@ -680,7 +641,7 @@ class KafkaPoller:
         while not stopping.is_set():
             if self._fatal is not None:
                 raise SourceError(
-                    f"a partition task failed: {_describe(self._fatal)}"
+                    f"a partition task failed: {describe_kafka_error(self._fatal)}"
                 ) from self._fatal
             try:
                 data = await consumer.getmany(
@@ -688,7 +649,8 @@ class KafkaPoller:
                 )
             except KafkaError as err:
                 self.metrics.source_error("poll")
-                raise SourceError(f"polling {self.topic} failed: {_describe(err)}") from None
+                detail = describe_kafka_error(err)
+                raise SourceError(f"polling {self.topic} failed: {detail}") from None
             if data:
                 self._dispatch(data)
                 # getmany returns at once while aiokafka holds fetched records: let the
@@ -761,7 +723,7 @@ class KafkaPoller:
             backlog[part.key] = high > position
         progress = self.ctx.status.progress
         progress.work_snapshot(backlog, time.time())
-        progress.answered(_last_answer(consumer, self.partitions))  # broker reachable?
+        progress.answered(last_answer(consumer, self.partitions))  # broker reachable?
 
     # -- partitions ------------------------------------------------------------------
 
@@ -931,158 +893,39 @@ class KafkaPoller:
             self._report_progress(part)
 
     async def _run_step(self, part: _Partition, step: LaneStep) -> None:
+        assert self.dispatcher is not None  # built in run()
         if isinstance(step, OversizedRecord):
-            await self._oversized(part, step)
+            gave_up: GiveUp[BatchItem] = GiveUp(
+                records=[(step.message, step.fragment)],
+                condition=FailureCondition.MAXIMUM_PAYLOAD_SIZE_EXCEEDED,
+                approximate_invoke_count=0,
+                response_context=None,
+                request_id=None,
+            )
+            await self.dispatcher.give_up(gave_up, stopping=part.is_closing, sleep=part.sleep)
+            part.lane.finished(step)
             return
         lane = part.lane
+        dispatcher = self.dispatcher
 
         async def invoke(items: Sequence[BatchItem]) -> AttemptResult:
-            return await self._invoke(part, step, items)
-
-        async def give_up(gave_up: GiveUp[BatchItem]) -> None:
-            await self._give_up(part, gave_up)
+            fragments = step.fragments if items is step.items else [f for _, f in items]
+            # Serialize the lane's next records while this batch runs.
+            return await dispatcher.attempt(
+                items, event=lane.event(fragments), while_running=lane.prepare_ahead
+            )
 
         async def finished(items: Sequence[BatchItem]) -> None:
             lane.finished(step, items)
             self._report_progress(part)
 
-        key = part.key
-        await process_ordered_batch(
+        await dispatcher.process_ordered(
             step.items,
-            policy=self.policy,
             invoke=invoke,
-            give_up=give_up,
             finished=finished,
-            record_arrival=_arrival,
-            record_id=lambda item: (key, item[0].offset),
-            now=time.time,
-            sleep=part.sleep,
             stopping=part.is_closing,
+            sleep=part.sleep,
         )
-
-    async def _invoke(
-        self, part: _Partition, step: LaneBatch, items: Sequence[BatchItem]
-    ) -> AttemptResult:
-        ctx = self.ctx
-        metrics = self.metrics
-        count = len(items)
-        fragments = step.fragments if items is step.items else [f for _, f in items]
-        event = part.lane.event(fragments)
-        metrics.batch_size.observe(count)
-        metrics.batch_bytes.observe(len(event))
-        metrics.record_age.observe(max(0.0, time.time() - items[0][0].timestamp / 1000.0))
-        caller = self.caller
-        assert caller is not None  # set in run() before any partition is assigned
-        try:
-            async with caller.slot() as slot:
-                # Serialize the lane's next records while this batch runs (the callback
-                # runs once the invoke below waits for the worker).
-                asyncio.get_running_loop().call_soon(part.lane.prepare_ahead)
-                result = await ctx.runtime.invoke(
-                    self.function_name, event, caller=caller, slot=slot
-                )
-        except asyncio.CancelledError:
-            raise
-        except Exception as err:
-            self.log.warning("invoke failed", error=_describe(err))
-            return AttemptResult.not_run(_describe(err))
-        if result.function_ran:
-            metrics.invoked.inc(count)
-        key = part.key
-        attempt = classify_invocation(
-            result,
-            policy=self.policy,
-            batch_ids=(
-                [(key, m.offset) for m, _ in items]
-                if self.policy.report_batch_item_failures
-                else ()
-            ),
-            id_of=kafka_item_id,
-        )
-        if attempt.outcome.value == "success":
-            ctx.status.processed()
-        elif attempt.outcome.value == "partial":
-            metrics.failed_invoke.inc(len(attempt.failed_ids))
-            ctx.status.processed()
-        elif attempt.outcome.value == "failed":
-            metrics.failed_invoke.inc(count)
-            ctx.status.function_failed()
-        return attempt
-
-    async def _give_up(self, part: _Partition, gave_up: GiveUp[BatchItem]) -> None:
-        """Count the records, deliver their failure record(s); raises DestinationError
-        only when the partition is closing (the records then stay unfinished)."""
-        records = gave_up.records
-        self.metrics.dropped.inc(len(records))
-        self.log.warning(
-            "records given up",
-            partition=part.tp.partition,
-            condition=str(gave_up.condition),
-            first_offset=records[0][0].offset,
-            last_offset=records[-1][0].offset,
-            count=len(records),
-            destination=self.destination.target if self.destination else None,
-        )
-        destination = self.destination
-        if destination is None:
-            return
-        assert self.source is not None
-        source = self.source
-        if destination.destination_type == "kafka":
-            for message, fragment in records:
-                single = part.lane.event([fragment])
-                record = kafka_topic_failure_record(
-                    request_id=gave_up.request_id,
-                    function_arn=self.function_arn,
-                    condition=gave_up.condition,
-                    approximate_invoke_count=gave_up.approximate_invoke_count,
-                    response_context=gave_up.response_context,
-                    event_source_arn=source.event_source_arn,
-                    bootstrap_servers=source.bootstrap_text,
-                    payload_size=len(single),
-                    offset=message.offset,
-                    timestamp_ms=message.timestamp,
-                    timestamp=time.time(),
-                )
-                await deliver_with_retry(
-                    destination,
-                    record,
-                    stop=part.is_closing,
-                    payload=single,
-                    message_key=message.key,
-                )
-            return
-        event = part.lane.event([fragment for _, fragment in records])
-        key = part.key
-        record = kafka_failure_record_for(
-            gave_up,
-            function_arn=self.function_arn,
-            event_source_arn=source.event_source_arn,
-            bootstrap_servers=source.bootstrap_text,
-            payload_size=len(event),
-            partition_key=lambda _item: key,
-            offset=lambda item: int(item[0].offset),
-            timestamp_ms=lambda item: int(item[0].timestamp),
-            timestamp=time.time(),
-        )
-        await deliver_with_retry(
-            destination,
-            record,
-            stop=part.is_closing,
-            payload=event,
-            s3_key_parts=S3KeyParts(mapping_uuid=self.ctx.mapping.uuid, location=key),
-        )
-
-    async def _oversized(self, part: _Partition, step: OversizedRecord) -> None:
-        gave_up: GiveUp[BatchItem] = GiveUp(
-            records=[(step.message, step.fragment)],
-            condition=FailureCondition.MAXIMUM_PAYLOAD_SIZE_EXCEEDED,
-            approximate_invoke_count=0,
-            response_context=None,
-            request_id=None,
-        )
-        await self._give_up(part, gave_up)
-        part.lane.finished(step)
 
     def _report_progress(self, part: _Partition) -> None:
         progress = part.lane.take_progress()
@@ -1096,7 +939,7 @@ class KafkaPoller:
         try:
             await self._release(list(self.partitions))
         except Exception as err:
-            self.log.warning("draining partitions failed", error=_describe(err))
+            self.log.warning("draining partitions failed", error=describe_kafka_error(err))
         if committer_task is not None:
             committer_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -74,7 +74,7 @@ from typing import Final
 
 import orjson
 
-from pumphouse.pollers.batching import BatchLimits, KafkaFraming
+from pumphouse.pollers.batching import BatchLimits, KafkaFraming, batch_due
 from pumphouse.pollers.kafka_records import KafkaMessage, partition_key
 
 #: A record of a batch: the record and its fragment.
@@ -320,11 +320,12 @@ class PartitionLane:
             step = self._fill_one_by_one(chunk, end, now)
             if step is not None:
                 return step
-        deadline = self.deadline
-        if open_.items and (
-            len(open_.items) >= max_records
-            or open_.bytes_full
-            or (deadline is not None and now >= deadline)
+        if batch_due(
+            self.limits,
+            count=len(open_.items),
+            full=open_.bytes_full,
+            opened_at=open_.opened_at,
+            now=now,
         ):
             return self._take()
         return None

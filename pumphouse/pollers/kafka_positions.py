@@ -19,7 +19,8 @@ reports correctly, unlike ``end_offsets``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from aiokafka.errors import KafkaError
@@ -111,3 +112,20 @@ class KafkaPositionGuard:
                     decision, metrics=self._metrics, logger=self._log, partition=tp.partition
                 )
                 await self._restart(tp, decision.resume_at)
+
+
+def last_answer(consumer: Any, partitions: Mapping[Any, Any]) -> float | None:
+    """When the broker last answered a fetch of a partition being read (epoch seconds);
+    now when none is being read (all paused: the function is behind, not the broker)."""
+    reading = [tp for tp, part in partitions.items() if not part.lane.paused]
+    if not reading:
+        return time.time()
+    known: list[float] = []
+    for tp in reading:
+        try:
+            stamp = consumer.last_poll_timestamp(tp)
+        except AssertionError:  # aiokafka asserts it is assigned: being revoked
+            continue
+        if stamp is not None:
+            known.append(stamp / 1000.0)
+    return max(known) if known else None

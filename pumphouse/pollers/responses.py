@@ -101,6 +101,23 @@ def parse_batch_item_failures(
     when the value is malformed (:func:`sqs_item_id`, :func:`stream_item_id`,
     :func:`kafka_item_id`).
     """
+    failures = _failures(payload)
+    if not isinstance(failures, list):
+        return failures
+    in_batch = batch_ids if isinstance(batch_ids, set | frozenset) else set(batch_ids)
+    failed: set[Hashable] = set()
+    for index, item in enumerate(failures):
+        ident = _failed_id(index, item, in_batch=in_batch, id_of=id_of)
+        if isinstance(ident, WholeFailure):
+            return ident
+        failed.add(ident)
+    ordered = tuple(ident for ident in batch_ids if ident in failed)
+    return PartialFailure(failed_ids=ordered)
+
+
+def _failures(payload: Any) -> list[Any] | WholeSuccess | WholeFailure:
+    """The non-empty ``batchItemFailures`` list of a response, or what the response
+    means without one."""
     if isinstance(payload, bytes | bytearray | memoryview):
         raw = bytes(payload)
         if not raw.strip():
@@ -117,26 +134,30 @@ def parse_batch_item_failures(
         return WHOLE_SUCCESS
     if not isinstance(failures, list):
         return WholeFailure(f"batchItemFailures is a {type(failures).__name__}, not a list")
-    if not failures:
-        return WHOLE_SUCCESS
-    in_batch = batch_ids if isinstance(batch_ids, set | frozenset) else set(batch_ids)
-    failed: set[Hashable] = set()
-    for index, item in enumerate(failures):
-        if not isinstance(item, Mapping) or ITEM_IDENTIFIER not in item:
-            return WholeFailure(f"batchItemFailures[{index}] has no itemIdentifier")
-        raw_id = item[ITEM_IDENTIFIER]
-        if raw_id is None or raw_id == "":
-            return WholeFailure(f"batchItemFailures[{index}].itemIdentifier is empty")
-        ident = id_of(raw_id)
-        if ident is None:
-            return WholeFailure(f"batchItemFailures[{index}].itemIdentifier is malformed")
-        if ident not in in_batch:
-            return WholeFailure(
-                f"batchItemFailures[{index}].itemIdentifier names no record of the batch"
-            )
-        failed.add(ident)
-    ordered = tuple(ident for ident in batch_ids if ident in failed)
-    return PartialFailure(failed_ids=ordered)
+    return failures if failures else WHOLE_SUCCESS
+
+
+def _failed_id(
+    index: int,
+    item: Any,
+    *,
+    in_batch: Collection[Hashable],
+    id_of: Callable[[Any], Hashable | None],
+) -> Hashable | WholeFailure:
+    """The record one ``batchItemFailures`` entry names, or why the batch failed whole."""
+    if not isinstance(item, Mapping) or ITEM_IDENTIFIER not in item:
+        return WholeFailure(f"batchItemFailures[{index}] has no itemIdentifier")
+    raw_id = item[ITEM_IDENTIFIER]
+    if raw_id is None or raw_id == "":
+        return WholeFailure(f"batchItemFailures[{index}].itemIdentifier is empty")
+    ident = id_of(raw_id)
+    if ident is None:
+        return WholeFailure(f"batchItemFailures[{index}].itemIdentifier is malformed")
+    if ident not in in_batch:
+        return WholeFailure(
+            f"batchItemFailures[{index}].itemIdentifier names no record of the batch"
+        )
+    return ident
 
 
 # --- identifiers per source ----------------------------------------------------------

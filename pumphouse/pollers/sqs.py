@@ -31,76 +31,18 @@ loop that opened the shared batch is its *owner*: it bounds its long polls by th
 window's deadline, so somebody is always awake to close the batch in time; a loop
 whose receive makes the batch full (or finds it due) closes and invokes it.
 
-Acknowledgement
----------------
-==============================  ===================================================
-outcome                         what is deleted (``DeleteMessageBatch``, chunks of 10)
-==============================  ===================================================
-success                         every message of the batch
-error, timeout, crash, OOM      nothing: the messages come back after the visibility
-                                timeout; the queue's RedrivePolicy moves them to its
-                                DLQ after ``maxReceiveCount``
-ReportBatchItemFailures         every message not reported (docs/behaviour.md §3 matrix, read by
-                                :func:`~pumphouse.pollers.responses.
-                                parse_batch_item_failures`); an unusable response is a
-                                whole failure
-filtered out                    deleted at once, never invoked
-==============================  ===================================================
-
-FIFO queues
------------
-SQS itself never hands out a message group while messages of that group are in flight;
-pumphouse enforces the same (a group is held by one loop from receive to
-acknowledgement) so that two in-flight batches never share a ``MessageGroupId``. Inside
-a batch the order of each group is the queue's. With a partial batch response the
-reported message **and every later message of its group** stay on the queue; other
-groups' messages are deleted. Worked example, one batch of six messages::
-
-    batch:     A1  B1  A2  C1  B2  A3
-    reported:           A2
-    deleted:   A1  B1      C1  B2          (groups B and C flow on)
-    kept:               A2          A3     (A3 waits behind A2: order within A holds)
-
-A2 reappears after the visibility timeout; until then group A is blocked: SQS does not
-deliver a group's messages while one of them is in flight. A3 is therefore released at
-once (``ChangeMessageVisibility`` 0): it waits behind A2 in the queue, and comes back
-right after it (moto, unlike SQS, hands out a group's messages that reappear together
-last-first; releasing the tail early keeps the order there too). If A2 keeps failing,
-the queue's RedrivePolicy moves it to the DLQ, which unblocks the group.
-
-Visibility heartbeat
---------------------
-Each receive passes ``VisibilityTimeout`` explicitly (the queue's value, refreshed by
-the sampler), so pumphouse knows when each message would reappear. Messages received
-together form a :class:`Hold`; the keeper wakes every ``VT/4`` (0.05 ... 5 s) and, for
-every hold within ``VT/2`` of reappearing, calls ``ChangeMessageVisibilityBatch`` to
-hide its unfinished messages for another ``VT``. A message leaves its hold when it is
-deleted or given up, so a batch that waits in a long window, waits for a slot, or runs
-for its whole timeout never reappears mid-flight. Example, VT = 4 s, receive at t=0::
-
-    t=0   received, visible again at t=4
-    t=2   keeper (ticks every 1 s): 2 s left <= 2 s margin -> extend, visible at t=6
-    t=4   extend again -> t=8;   t=5.1 batch done, deleted: leaves the keeper
-
-Scaling
--------
-:class:`PollerScaler`: start with ``min(5, limit)`` loops (AWS starts at 5 concurrent
-batches); add one loop whenever a receive comes back full (messages are waiting), at
-most one every 0.2 s (AWS: up to 300 per minute); remove one when a long poll comes back
-empty, at most one per second, never below one. The limit is
-``ScalingConfig.MaximumConcurrency`` when set, and never more than the runtime's slots
-for the function (reserved concurrency, global limit), which also cap the concurrent
-invocations themselves.
+Acknowledgement (:mod:`~pumphouse.pollers.sqs_acks`), the visibility heartbeat
+(:mod:`~pumphouse.pollers.sqs_visibility`) and scaling (:mod:`~pumphouse.pollers.
+sqs_scaling`) are described where they are implemented.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Hashable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 import orjson
@@ -115,17 +57,27 @@ from pumphouse.pollers.batching import (
     BatchLimits,
     assemble_event,
 )
+from pumphouse.pollers.dispatch import Dispatcher, FailureMessage, retry_policy
+from pumphouse.pollers.policy import GiveUp
 from pumphouse.pollers.responses import (
-    WHOLE_SUCCESS,
-    BatchResponse,
-    PartialFailure,
-    WholeFailure,
-    WholeSuccess,
-    parse_batch_item_failures,
     sqs_item_id,
 )
 from pumphouse.pollers.shapes import sqs_record
-from pumphouse.runtime.slots import RuntimeStopped
+from pumphouse.pollers.sqs_acks import (
+    AckPlan,
+    batch_response,
+    plan_acknowledgement,
+    read_response,
+    split_kept_by_group,
+)
+from pumphouse.pollers.sqs_scaling import (
+    INITIAL_POLLERS,
+    MAX_WAIT_SECONDS,
+    PollerScaler,
+    receive_wait_seconds,
+)
+from pumphouse.pollers.sqs_visibility import Hold, VisibilityKeeper, heartbeat_timing
+from pumphouse.retrying import backoff_delay, sleep_unless
 
 if TYPE_CHECKING:
     from pumphouse.pollers.base import MappingContext
@@ -135,10 +87,6 @@ log = structlog.get_logger("pumphouse.sqs")
 #: SQS hands out at most 10 messages per ReceiveMessage and takes 10 entries per batch call.
 MAX_RECEIVE: Final = 10
 BATCH_ENTRIES: Final = 10
-#: Longest long poll SQS allows.
-MAX_WAIT_SECONDS: Final = 20
-#: AWS starts an SQS mapping with five concurrent batches.
-INITIAL_POLLERS: Final = 5
 #: Without MaximumConcurrency, loops are capped by the runtime's slots and by this.
 DEFAULT_MAX_POLLERS: Final = 1000
 #: AWS recommends a visibility timeout of at least 6 x Timeout + window.
@@ -227,176 +175,10 @@ def check_visibility_timeout(
     return None
 
 
-@dataclass(frozen=True)
-class AckPlan:
-    """Which messages of a finished batch to delete and which to leave on the queue."""
-
-    delete: tuple[int, ...]
-    """Indexes into the batch of the messages to delete."""
-    keep: tuple[int, ...]
-    """Indexes of the messages left to reappear after their visibility timeout."""
-
-
-def plan_acknowledgement(
-    message_ids: Sequence[str],
-    response: BatchResponse,
-    *,
-    group_ids: Sequence[str | None] | None = None,
-) -> AckPlan:
-    """Decide what a finished batch deletes (see the module docstring's tables).
-
-    ``group_ids`` (FIFO queues) are the messages' ``MessageGroupId`` in batch order: with
-    a partial failure, a reported message and every later message of its group are
-    kept; without them only the reported messages are kept.
-    """
-    everything = tuple(range(len(message_ids)))
-    if isinstance(response, WholeSuccess):
-        return AckPlan(delete=everything, keep=())
-    if isinstance(response, WholeFailure):
-        return AckPlan(delete=(), keep=everything)
-    failed = set(response.failed_ids)
-    delete: list[int] = []
-    keep: list[int] = []
-    blocked: set[str] = set()
-    for index, message_id in enumerate(message_ids):
-        group = group_ids[index] if group_ids is not None else None
-        if message_id in failed or (group is not None and group in blocked):
-            keep.append(index)
-            if group is not None:
-                blocked.add(group)
-        else:
-            delete.append(index)
-    return AckPlan(delete=tuple(delete), keep=tuple(keep))
-
-
-def split_kept_by_group(
-    group_ids: Sequence[str | None], keep: Iterable[int]
-) -> tuple[list[int], list[int]]:
-    """FIFO: the kept messages split into each group's first (``heads``, left to
-    reappear after the visibility timeout) and the later ones (``tails``, released at
-    once: SQS does not deliver them while their head is in flight). Messages without a
-    group are heads.
-
-    >>> split_kept_by_group(["A", "B", "A", "A", None], [0, 2, 3, 4])
-    ([0, 4], [2, 3])
-    """
-    heads: list[int] = []
-    tails: list[int] = []
-    seen: set[str] = set()
-    for index in sorted(keep):
-        group = group_ids[index]
-        if group is not None and group in seen:
-            tails.append(index)
-        else:
-            heads.append(index)
-            if group is not None:
-                seen.add(group)
-    return heads, tails
-
-
-def read_response(
-    payload: Any, message_ids: Sequence[str], *, report_batch_item_failures: bool
-) -> BatchResponse:
-    """The batch outcome of a *successful* invocation's return value."""
-    if not report_batch_item_failures:
-        return WHOLE_SUCCESS
-    return parse_batch_item_failures(payload, batch_ids=message_ids, id_of=sqs_item_id)
-
-
-def receive_wait_seconds(
-    deadline: float | None, now: float, *, longest: int = MAX_WAIT_SECONDS
-) -> int:
-    """``WaitTimeSeconds`` for the next receive.
-
-    Without an open batch to close: the longest long poll (20 s). With one: whole seconds
-    left until its window closes, so the poll returns in time; under a second left, a
-    short poll (0).
-    """
-    if deadline is None:
-        return longest
-    left = deadline - now
-    if left < 1.0:
-        return 0
-    return min(longest, int(left))
-
-
-def heartbeat_timing(visibility_timeout: float) -> tuple[float, float]:
-    """``(tick, margin)`` of the visibility keeper for a visibility timeout (seconds).
-
-    The keeper wakes every ``tick`` and extends any hold with ``margin`` or less left, so
-    that at least one more tick (and the call itself) fits before the message would
-    reappear: ``margin = VT/2 >= 2 x tick``.
-    """
-    vt = max(float(visibility_timeout), 0.2)
-    tick = min(max(vt / 4.0, 0.05), 5.0)
-    margin = max(vt / 2.0, 2.0 * tick)
-    return tick, margin
-
-
-@dataclass
-class PollerScaler:
-    """How many receive loops a mapping runs (see the module docstring, *Scaling*).
-
-    Pure: the loops call :meth:`on_full` / :meth:`on_empty` with the current time and
-    act on the answer.
-    """
-
-    maximum: int
-    initial: int = INITIAL_POLLERS
-    minimum: int = 1
-    grow_interval: float = 0.2
-    shrink_interval: float = 1.0
-    target: int = field(init=False)
-    _last_grow: float = field(default=float("-inf"), init=False)
-    _last_shrink: float = field(default=float("-inf"), init=False)
-
-    def __post_init__(self) -> None:
-        self.maximum = max(self.minimum, self.maximum)
-        self.target = max(self.minimum, min(self.initial, self.maximum))
-
-    def on_full(self, now: float) -> bool:
-        """A receive came back full: messages are waiting. True: start one more loop."""
-        if self.target >= self.maximum or now - self._last_grow < self.grow_interval:
-            return False
-        self.target += 1
-        self._last_grow = now
-        return True
-
-    def on_empty(self, now: float) -> bool:
-        """A long poll came back empty. True: the calling loop should stop."""
-        if self.target <= self.minimum or now - self._last_shrink < self.shrink_interval:
-            return False
-        self.target -= 1
-        self._last_shrink = now
-        return True
-
-    def set_maximum(self, maximum: int) -> None:
-        """A new limit (the runtime's slots changed); loops above it stop on their own."""
-        self.maximum = max(self.minimum, maximum)
-        self.target = min(self.target, self.maximum)
-
-
 def chunked(items: Sequence[Any], size: int = BATCH_ENTRIES) -> Iterable[Sequence[Any]]:
     """Consecutive slices of at most ``size`` items."""
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-# --- in-flight bookkeeping -------------------------------------------------------------
-
-
-class Hold:
-    """Messages received together whose visibility pumphouse keeps extending.
-
-    ``handles`` shrinks as messages are finished (deleted, or left to reappear); the
-    keeper drops a hold once it is empty.
-    """
-
-    __slots__ = ("handles", "visible_at")
-
-    def __init__(self, handles: Iterable[str], visible_at: float) -> None:
-        self.handles: set[str] = set(handles)
-        self.visible_at = visible_at
 
 
 class Item:
@@ -426,6 +208,39 @@ class Item:
         self.hold.handles.discard(self.receipt_handle)
 
 
+class _Loop:
+    """One receive loop: its open batch (its own, or the shared one), the delete still
+    running for its last batch, and its receive failures in a row."""
+
+    __slots__ = ("failures", "id", "pending_ack", "slot")
+
+    def __init__(self, loop_id: int, slot: OpenBatch) -> None:
+        self.id = loop_id
+        self.slot = slot
+        self.pending_ack: asyncio.Task[None] | None = None
+        self.failures = 0
+
+
+class _FifoGate:
+    """One receive's FIFO groups that must not go on (a message of theirs failed or cannot
+    be delivered), and the receipt handles of their later messages, released at once to
+    wait behind it on the queue."""
+
+    __slots__ = ("blocked", "released")
+
+    def __init__(self) -> None:
+        self.blocked: set[str] = set()
+        self.released: list[str] = []
+
+    def holds_back(self, item: Item) -> bool:
+        """True (and the item released) when its group failed earlier in this receive."""
+        if item.group_id is None or item.group_id not in self.blocked:
+            return False
+        item.finish()
+        self.released.append(item.receipt_handle)
+        return True
+
+
 class OpenBatch:
     """A batch being collected, by one loop or (window > 0) shared by all of them."""
 
@@ -436,65 +251,42 @@ class OpenBatch:
         self.owner: int | None = None
 
 
-# --- the visibility keeper --------------------------------------------------------------
+# --- what the dispatcher needs to know about SQS messages ------------------------------
 
 
-class VisibilityKeeper:
-    """Extends the visibility of every message received and not yet finished."""
+class SqsBinding:
+    """The :class:`~pumphouse.pollers.dispatch.SourceBinding` of SQS messages. SQS has no
+    on-failure destination (the queue's RedrivePolicy moves failing messages)."""
 
-    def __init__(
-        self,
-        *,
-        change_visibility: Callable[[list[str], int], Awaitable[list[str]]],
-        visibility_timeout: Callable[[], int],
-        on_extended: Callable[[int], None],
-    ) -> None:
-        self._change = change_visibility
-        self._visibility_timeout = visibility_timeout
-        self._on_extended = on_extended
-        self.holds: set[Hold] = set()
+    def record_id(self, record: Item) -> Hashable:
+        return record.message_id
 
-    def track(self, hold: Hold) -> None:
-        self.holds.add(hold)
+    def item_id(self, identifier: Any) -> Hashable | None:
+        return sqs_item_id(identifier)
 
-    def due(self, now: float) -> list[Hold]:
-        """Holds to extend now; empty holds are dropped."""
-        _, margin = heartbeat_timing(self._visibility_timeout())
-        due: list[Hold] = []
-        for hold in list(self.holds):
-            if not hold.handles:
-                self.holds.discard(hold)
-            elif hold.visible_at - now <= margin:
-                due.append(hold)
-        return due
+    def arrival(self, record: Item) -> float:
+        return record.sent_ms / 1000.0 if record.sent_ms else time.time()
 
-    async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            tick, _ = heartbeat_timing(self._visibility_timeout())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=tick)
-            await self.extend_due()
+    def oldest_arrival(self, records: Sequence[Item]) -> float:
+        # A standard queue does not keep order: look at every message.
+        return min(self.arrival(item) for item in records)
 
-    async def extend_due(self) -> None:
-        for hold in self.due(time.monotonic()):
-            timeout = self._visibility_timeout()
-            started = time.monotonic()
-            handles = list(hold.handles)
-            kept: list[str] = await self._change(handles, timeout)
-            # Handles that could not be extended are no longer ours: stop trying.
-            for handle in set(handles) - set(kept):
-                hold.handles.discard(handle)
-            if kept:
-                hold.visible_at = started + timeout
-                self._on_extended(len(kept))
+    def fragment(self, record: Item) -> bytes:
+        return record.fragment
+
+    def event(self, records: Sequence[Item]) -> bytes:
+        return assemble_event(item.fragment for item in records)
+
+    def failure_messages(
+        self, gave_up: GiveUp[Item], *, destination_type: str, now: float
+    ) -> Sequence[FailureMessage]:
+        raise SourceError("SQS mappings have no on-failure destination", retryable=False)
+
+    def s3_location(self, records: Sequence[Item]) -> str:
+        raise SourceError("SQS mappings have no on-failure destination", retryable=False)
 
 
 # --- the poller -------------------------------------------------------------------------
-
-
-def _backoff(attempt: int, *, base: float = 0.1, cap: float = 5.0) -> float:
-    ceiling: float = min(cap, base * 2.0 ** min(attempt, 10))
-    return random.uniform(0.5, 1.0) * ceiling
 
 
 class SqsPoller:
@@ -524,7 +316,6 @@ class SqsPoller:
         self._log = log.bind(mapping=mapping.label, function=ctx.function.name)
         self._batch_size = mapping.batch_size
         self._window = float(mapping.batching_window)
-        self._report_failures = bool(mapping.report_batch_item_failures)
         self._filters = mapping.compiled_filters()
         self._body_filter = any('"body"' in pattern for pattern in mapping.filter_patterns)
         self._queue_arn = mapping.EventSourceArn or ""
@@ -539,6 +330,7 @@ class SqsPoller:
         )
         self._client: Any = None
         self._caller: Any = None
+        self._dispatcher: Dispatcher[Item] | None = None
         self._halt = asyncio.Event()
         self._halt_waiter: asyncio.Future[Any] | None = None
         self._loops: dict[int, asyncio.Task[None]] = {}
@@ -621,6 +413,18 @@ class SqsPoller:
         self._caller = ctx.runtime.caller(
             self.mapping.label, function=ctx.function.name, limit=self._maximum_concurrency()
         )
+        self._dispatcher = Dispatcher(
+            binding=SqsBinding(),
+            runtime=ctx.runtime,
+            function=ctx.function.name,
+            caller=self._caller,
+            metrics=ctx.metrics,
+            status=ctx.status,
+            policy=retry_policy(self.mapping),
+            secrets=tuple(ctx.function.environment.values()),
+            wall_clock=ctx.wall_clock,
+            logger=self._log,
+        )
         self.scaler = PollerScaler(maximum=self._loop_cap(), initial=self._initial_pollers)
         if self._window > 0 and not fifo:
             self._shared = OpenBatch(Batcher(self._limits))
@@ -702,66 +506,72 @@ class SqsPoller:
     # -- one receive loop ------------------------------------------------------------
 
     async def _poll_loop(self, loop_id: int) -> None:
-        slot = self._shared or OpenBatch(Batcher(self._limits))
-        pending_ack: asyncio.Task[None] | None = None
-        failures = 0
+        loop = _Loop(loop_id, self._shared or OpenBatch(Batcher(self._limits)))
         try:
-            while not self._halt.is_set():
-                if len(self._loops) > self.scaler.target:
-                    break  # scaled down (or the limit shrank)
-                batcher = slot.batcher
-                owns = slot.owner == loop_id or self._shared is None
-                deadline = batcher.deadline if owns else None
-                wait = receive_wait_seconds(deadline, time.monotonic(), longest=self._max_wait)
-                want = max(1, min(MAX_RECEIVE, self._batch_size - len(batcher)))
-                try:
-                    messages, hold = await self._receive(want, wait)
-                except SourceNotFound as err:
-                    self._fail(err)
-                    break
-                except SourceError as err:
-                    failures += 1
-                    self.ctx.status.problem(str(err))
-                    self.ctx.status.progress.read_failed(time.time())  # progress.py
-                    self._log.warning("receive failed", error=str(err), attempt=failures)
-                    await self._sleep(_backoff(failures))
-                    continue
-                self.ctx.status.progress.read_succeeded()
-                if failures:
-                    failures = 0
-                    self._log.info("receive recovered")
-                now = time.monotonic()
-                if messages:
-                    if (
-                        len(messages) >= want
-                        and not self._halt.is_set()
-                        and self.scaler.on_full(now)
-                    ):
-                        self._spawn_loop()
-                    pending_ack = await self._take_in(messages, hold, slot, loop_id, pending_ack)
-                elif wait >= 1 and len(batcher) == 0 and self.scaler.on_empty(now):
-                    break
-                if slot.batcher.due(time.monotonic()):
-                    batch = slot.batcher.take()
-                    slot.owner = None
-                    pending_ack = await self._dispatch(batch, loop_id, pending_ack)
+            while not self._halt.is_set() and len(self._loops) <= self.scaler.target:
+                if not await self._poll_once(loop):
+                    break  # the queue is gone, or the scaler let this loop go
         finally:
-            try:
-                if len(slot.batcher) and (self._shared is None or slot.owner == loop_id):
-                    batch = slot.batcher.take()
-                    slot.owner = None
-                    pending_ack = await self._dispatch(batch, loop_id, pending_ack)
-                if pending_ack is not None:
-                    await pending_ack
-            finally:
-                self._loops.pop(loop_id, None)
-                self.ctx.metrics.pollers_active.set(len(self._loops))
-                if self._shared is not None and self._shared.owner == loop_id:
-                    self._shared.owner = None
+            await self._leave(loop)
+
+    async def _poll_once(self, loop: _Loop) -> bool:
+        """One receive, its messages batched, the batch invoked when due. False: this
+        loop ends."""
+        batcher = loop.slot.batcher
+        owns = loop.slot.owner == loop.id or self._shared is None
+        deadline = batcher.deadline if owns else None
+        wait = receive_wait_seconds(deadline, time.monotonic(), longest=self._max_wait)
+        want = max(1, min(MAX_RECEIVE, self._batch_size - len(batcher)))
+        try:
+            messages, hold = await self._receive(want, wait)
+        except SourceNotFound as err:
+            self._fail(err)
+            return False
+        except SourceError as err:
+            loop.failures += 1
+            self.ctx.status.problem(str(err))
+            self.ctx.status.progress.read_failed(time.time())  # progress.py
+            self._log.warning("receive failed", error=str(err), attempt=loop.failures)
+            await self._sleep(backoff_delay(loop.failures, base=0.2, cap=5.0))
+            return True
+        self.ctx.status.progress.read_succeeded()
+        if loop.failures:
+            loop.failures = 0
+            self._log.info("receive recovered")
+        now = time.monotonic()
+        if messages:
+            if len(messages) >= want and not self._halt.is_set() and self.scaler.on_full(now):
+                self._spawn_loop()
+            loop.pending_ack = await self._take_in(
+                messages, hold, loop.slot, loop.id, loop.pending_ack
+            )
+        elif wait >= 1 and len(batcher) == 0 and self.scaler.on_empty(now):
+            return False
+        if loop.slot.batcher.due(time.monotonic()):
+            await self._close_batch(loop)
+        return True
+
+    async def _close_batch(self, loop: _Loop) -> None:
+        batch = loop.slot.batcher.take()
+        loop.slot.owner = None
+        loop.pending_ack = await self._dispatch(batch, loop.id, loop.pending_ack)
+
+    async def _leave(self, loop: _Loop) -> None:
+        """A loop ends: invoke the batch it owns, wait for its deletes."""
+        slot = loop.slot
+        try:
+            if len(slot.batcher) and (self._shared is None or slot.owner == loop.id):
+                await self._close_batch(loop)
+            if loop.pending_ack is not None:
+                await loop.pending_ack
+        finally:
+            self._loops.pop(loop.id, None)
+            self.ctx.metrics.pollers_active.set(len(self._loops))
+            if self._shared is not None and self._shared.owner == loop.id:
+                self._shared.owner = None
 
     async def _sleep(self, delay: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._halt.wait(), timeout=delay)
+        await sleep_unless(self._halt, delay)
 
     async def _receive(self, want: int, wait: int) -> tuple[list[dict[str, Any]], Hold | None]:
         assert self.queue is not None
@@ -818,38 +628,32 @@ class SqsPoller:
     ) -> asyncio.Task[None] | None:
         """Shape, filter, serialize and batch one receive's messages."""
         assert hold is not None
+        fifo = _FifoGate()
+        items = self._shape(messages, hold, loop_id, fifo)
+        pending_ack = await self._add_to_batch(items, slot, loop_id, pending_ack, fifo)
+        if fifo.released:
+            await self._change_visibility(fifo.released, 0)
+        return pending_ack
+
+    def _shape(
+        self, messages: list[dict[str, Any]], hold: Hold, loop_id: int, fifo: _FifoGate
+    ) -> list[Item]:
+        """The messages as batch items: in their Lambda shape, serialized once; filtered
+        ones are deleted, and FIFO messages whose group cannot go on are left."""
         filters = self._filters
         filtered: list[dict[str, Any]] = []
         not_json: list[str] = []
         items: list[Item] = []
-        queue_arn = self._queue_arn
-        region = self._region
-        fifo = self._fifo
-        window = self._window
-        # FIFO groups that must not go on in this receive (a message of theirs failed or
-        # cannot be delivered), and the later messages of those groups, released at once
-        # to wait behind it on the queue.
-        blocked: set[str] = set()
-        released: list[str] = []
         for message in messages:
             attributes = message.get("Attributes") or {}
-            group = attributes.get("MessageGroupId") if fifo else None
-            if group is not None and group in blocked:
-                hold.handles.discard(message["ReceiptHandle"])
-                released.append(message["ReceiptHandle"])
-                continue
-            if group is not None and self._groups.get(group, loop_id) != loop_id:
-                # Another loop's batch holds this group (SQS should not have handed it
-                # out): leave the message, it reappears after the visibility timeout.
-                hold.handles.discard(message["ReceiptHandle"])
-                self._log.warning(
-                    "message of a group held by another batch left on the queue",
-                    message_id=message.get("MessageId"),
-                    group=group,
-                )
+            group = attributes.get("MessageGroupId") if self._fifo else None
+            if group is not None and not self._group_may_go_on(message, group, hold, loop_id, fifo):
                 continue
             record = sqs_record(
-                message, queue_arn=queue_arn, region=region, batching_window=window
+                message,
+                queue_arn=self._queue_arn,
+                region=self._region,
+                batching_window=self._window,
             )
             if not filters.is_empty and not filters.matches(record):
                 filtered.append(message)
@@ -862,7 +666,7 @@ class SqsPoller:
                 self.ctx.metrics.dropped.inc()
                 hold.handles.discard(message["ReceiptHandle"])
                 if group is not None:
-                    blocked.add(group)
+                    fifo.blocked.add(group)
                 self._log.error(
                     "message cannot be serialized into an event; left on the queue for its "
                     "redrive policy",
@@ -884,27 +688,54 @@ class SqsPoller:
             )
         if filtered:
             self._filtered_out(filtered, hold, not_json)
+        return items
+
+    def _group_may_go_on(
+        self, message: dict[str, Any], group: str, hold: Hold, loop_id: int, fifo: _FifoGate
+    ) -> bool:
+        """Whether a FIFO message may join this loop's batch; if not, it is left."""
+        handle = message["ReceiptHandle"]
+        if group in fifo.blocked:
+            hold.handles.discard(handle)
+            fifo.released.append(handle)
+            return False
+        if self._groups.get(group, loop_id) != loop_id:
+            # Another loop's batch holds this group (SQS should not have handed it out):
+            # leave the message, it reappears after the visibility timeout.
+            hold.handles.discard(handle)
+            self._log.warning(
+                "message of a group held by another batch left on the queue",
+                message_id=message.get("MessageId"),
+                group=group,
+            )
+            return False
+        return True
+
+    async def _add_to_batch(
+        self,
+        items: list[Item],
+        slot: OpenBatch,
+        loop_id: int,
+        pending_ack: asyncio.Task[None] | None,
+        fifo: _FifoGate,
+    ) -> asyncio.Task[None] | None:
+        """Add items to the open batch, invoking it whenever it is full."""
         for item in items:
-            if item.group_id is not None and item.group_id in blocked:
-                item.finish()  # its group failed earlier in this receive: keep order
-                released.append(item.receipt_handle)
+            if fifo.holds_back(item):
                 continue
-            batcher = slot.batcher
-            result = batcher.add(item, len(item.fragment), time.monotonic())
+            result = slot.batcher.add(item, len(item.fragment), time.monotonic())
             if result is AddResult.BATCH_FULL:
-                batch = batcher.take()
+                batch = slot.batcher.take()
                 slot.owner = None
-                pending_ack = await self._dispatch(batch, loop_id, pending_ack, blocked)
-                if item.group_id is not None and item.group_id in blocked:
-                    item.finish()
-                    released.append(item.receipt_handle)
+                pending_ack = await self._dispatch(batch, loop_id, pending_ack, fifo.blocked)
+                if fifo.holds_back(item):
                     continue
                 result = slot.batcher.add(item, len(item.fragment), time.monotonic())
             if result is AddResult.OVERSIZED:
                 self.ctx.metrics.dropped.inc()
                 item.finish()
                 if item.group_id is not None:
-                    blocked.add(item.group_id)
+                    fifo.blocked.add(item.group_id)
                 self._log.error(
                     "message too large for one invocation (6 MB); left on the queue for its "
                     "redrive policy",
@@ -914,8 +745,6 @@ class SqsPoller:
                 continue
             if slot.owner is None:
                 slot.owner = loop_id  # whoever adds to an unowned batch watches its window
-        if released:
-            await self._change_visibility(released, 0)
         return pending_ack
 
     def _filtered_out(
@@ -960,9 +789,6 @@ class SqsPoller:
                 item.finish()
             self._release_groups(items, loop_id)
             raise
-        except RuntimeStopped:
-            self._log.info("runtime stopping: batch left on the queue", messages=len(items))
-            keep = set(range(len(items)))
         except Exception:
             self._log.exception("batch could not be processed; messages left on the queue")
             keep = set(range(len(items)))
@@ -996,64 +822,14 @@ class SqsPoller:
 
     async def _invoke(self, batch: Batch[Item]) -> set[int]:
         """Run the function on one batch; the indexes of the messages to keep."""
-        ctx = self.ctx
         items = batch.items
-        count = len(items)
-        event = assemble_event(item.fragment for item in items)
-        metrics = ctx.metrics
-        metrics.batch_size.observe(count)
-        metrics.batch_bytes.observe(len(event))
-        async with self._caller.slot() as slot:
-            oldest = min(item.sent_ms for item in items)
-            if oldest:
-                metrics.record_age.observe(max(0.0, time.time() - oldest / 1000.0))
-            result = await ctx.runtime.invoke(
-                ctx.function.name, event, caller=self._caller, slot=slot
-            )
-        message_ids = [item.message_id for item in items]
-        if result.function_ran:
-            metrics.invoked.inc(count)
-        if not result.ok:
-            metrics.failed_invoke.inc(count)
-            error = result.error or {}
-            self._log.warning(
-                "batch failed; messages return after the visibility timeout",
-                outcome=str(result.outcome),
-                error_type=error.get("errorType"),
-                error=str(error.get("errorMessage", ""))[:500],
-                request_id=result.request_id,
-                messages=count,
-            )
-            if result.function_ran:
-                ctx.status.function_failed()
-            else:
-                ctx.status.problem(f"function could not run: {error.get('errorMessage', '')}")
-            return set(range(count))
-        response = read_response(
-            result.payload, message_ids, report_batch_item_failures=self._report_failures
-        )
-        if isinstance(response, WholeFailure):
-            metrics.failed_invoke.inc(count)
-            ctx.status.function_failed()
-            self._log.warning(
-                "unusable batch item failures response: the whole batch failed",
-                reason=response.reason,
-                request_id=result.request_id,
-                messages=count,
-            )
-        else:
-            ctx.status.processed()
+        assert self._dispatcher is not None  # built in run()
+        attempt = await self._dispatcher.attempt(items)
+        response = batch_response(attempt)
         groups = [item.group_id for item in items] if self._fifo else None
-        plan = plan_acknowledgement(message_ids, response, group_ids=groups)
-        if isinstance(response, PartialFailure):
-            metrics.failed_invoke.inc(len(response.failed_ids))
-            self._log.info(
-                "partial batch failure",
-                request_id=result.request_id,
-                messages=count,
-                failed=len(response.failed_ids),
-                kept=len(plan.keep),
-            )
+        plan = plan_acknowledgement(
+            [item.message_id for item in items], response, group_ids=groups
+        )
         return set(plan.keep)
 
     # -- acknowledgement -------------------------------------------------------------
@@ -1088,7 +864,7 @@ class SqsPoller:
             except Exception as err:
                 metrics.source_error("delete")
                 self._log.warning("delete failed", error=str(err), attempt=attempt + 1)
-                await asyncio.sleep(_backoff(attempt))
+                await asyncio.sleep(backoff_delay(attempt + 1, base=0.1, cap=5.0))
                 continue
             done = reply.get("Successful") or []
             if done:
@@ -1109,7 +885,7 @@ class SqsPoller:
                     metrics.source_error("delete")
             if not pending:
                 return
-            await asyncio.sleep(_backoff(attempt))
+            await asyncio.sleep(backoff_delay(attempt + 1, base=0.1, cap=5.0))
         self._log.error(
             "messages could not be deleted; they will be delivered again",
             count=len(pending),

@@ -11,12 +11,15 @@ from __future__ import annotations
 import builtins
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from pumphouse.state.health import StoreHealth
     from pumphouse.state.mappings import MappingStore
+
+from pumphouse.errors import LeaseLost
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -116,6 +119,18 @@ class LeaseManager(Protocol):
 
         Raises :class:`~pumphouse.errors.LeaseLost` if the lease expired, was released or
         another owner (or a newer token) holds it.
+        """
+        ...
+
+    async def renew_all(
+        self, leases: Sequence[Lease], *, ttl: float
+    ) -> builtins.list[Lease | LeaseLost]:
+        """:meth:`renew` every lease in one round trip; per lease, the renewed lease or the
+        :class:`~pumphouse.errors.LeaseLost` that :meth:`renew` would have raised.
+
+        A replica holding hundreds of shard leases renews them all each cycle: one
+        request instead of one per lease keeps a large replica from losing its own leases
+        to the time the renewals take.
         """
         ...
 

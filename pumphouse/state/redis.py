@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import builtins
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
@@ -288,6 +288,19 @@ def _lease_from(name: str, reply: list[Any]) -> Lease:
     )
 
 
+def _renewed(lease: Lease, reply: list[Any]) -> Lease | LeaseLost:
+    """The renew script's reply as the renewed lease, or the loss to report."""
+    status = int(reply[0])
+    if status == 1:
+        return _lease_from(lease.name, reply)
+    if status == -1:
+        return LeaseLost(f"lease {lease.name!r} of {lease.owner!r} expired before renewal")
+    return LeaseLost(
+        f"lease {lease.name!r} token {lease.token} of {lease.owner!r} lost: "
+        f"now {_describe_holder(reply)}"
+    )
+
+
 def _describe_holder(reply: list[Any]) -> str:
     owner, token = str(reply[1] or ""), int(reply[2] or 0)
     if not owner:
@@ -374,15 +387,31 @@ class RedisLeaseManager:
         reply: list[Any] = await self._b.call(
             "renew", lambda: self._b.renew(keys=[self._b.lease_key(lease.name)], args=args)
         )
-        status = int(reply[0])
-        if status == 1:
-            return _lease_from(lease.name, reply)
-        if status == -1:
-            raise LeaseLost(f"lease {lease.name!r} of {lease.owner!r} expired before renewal")
-        raise LeaseLost(
-            f"lease {lease.name!r} token {lease.token} of {lease.owner!r} lost: "
-            f"now {_describe_holder(reply)}"
-        )
+        result = _renewed(lease, reply)
+        if isinstance(result, LeaseLost):
+            raise result
+        return result
+
+    async def renew_all(
+        self, leases: Sequence[Lease], *, ttl: float
+    ) -> builtins.list[Lease | LeaseLost]:
+        if not leases:
+            return []
+        millis = ttl_millis(ttl)
+
+        async def renew_in_one_round_trip() -> builtins.list[Any]:
+            async with self._b.client.pipeline(transaction=False) as pipe:
+                for lease in leases:
+                    await self._b.renew(
+                        keys=[self._b.lease_key(lease.name)],
+                        args=[lease.owner, lease.token, millis],
+                        client=pipe,
+                    )
+                replies: builtins.list[Any] = await pipe.execute()
+                return replies
+
+        replies = await self._b.call("renew", renew_in_one_round_trip)
+        return [_renewed(lease, reply) for lease, reply in zip(leases, replies, strict=True)]
 
     async def release(self, lease: Lease) -> None:
         args: list[str | int] = [lease.owner, lease.token]

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import structlog
 
 from pumphouse.errors import LeaseLost, StaleFencingToken, StateStoreError
+from pumphouse.retrying import backoff_delay, sleep_unless
 
 T = TypeVar("T")
 
@@ -53,9 +53,8 @@ async def retry_state(
         except StateStoreError as err:
             if stop is not None and stop.is_set():
                 raise
-            ceiling = min(max_delay, INITIAL_DELAY * 2 ** min(attempt, 32))
-            delay = random.uniform(ceiling / 2, ceiling)
             attempt += 1
+            delay = backoff_delay(attempt, base=INITIAL_DELAY, cap=max_delay)
             log.info(
                 "state_store_retry",
                 what=what,
@@ -66,8 +65,5 @@ async def retry_state(
             if stop is None:
                 await asyncio.sleep(delay)
                 continue
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=delay)
-            except TimeoutError:
-                continue
-            raise err  # stop was set while we waited
+            if await sleep_unless(stop, delay):
+                raise err  # stop was set while we waited

@@ -30,7 +30,7 @@ import builtins
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
@@ -329,19 +329,28 @@ class SQLiteLeaseManager:
         return await self._b.run("acquire", acquire, write=True)
 
     async def renew(self, lease: Lease, *, ttl: float) -> Lease:
+        result = (await self.renew_all([lease], ttl=ttl))[0]
+        if isinstance(result, LeaseLost):
+            raise result
+        return result
+
+    async def renew_all(
+        self, leases: Sequence[Lease], *, ttl: float
+    ) -> builtins.list[Lease | LeaseLost]:
+        if not leases:
+            return []
         ttl_ms = ttl_millis(ttl)
         ns = self._b.namespace
 
-        def renew(conn: sqlite3.Connection) -> Lease | str:
+        def renew_one(conn: sqlite3.Connection, lease: Lease, now: float) -> Lease | LeaseLost:
             row = _lease_row(conn, ns, lease.name)
-            now = time.time()
             if row is None or row[0] != lease.owner or row[1] != lease.token:
-                return (
+                return LeaseLost(
                     f"lease {lease.name!r} token {lease.token} of {lease.owner!r} lost: "
                     f"now {_describe(row)}"
                 )
             if row[2] <= now:
-                return f"lease {lease.name!r} of {lease.owner!r} expired before renewal"
+                return LeaseLost(f"lease {lease.name!r} of {lease.owner!r} expired before renewal")
             expires_at = now + ttl_ms / 1000
             conn.execute(
                 "UPDATE leases SET expires_at = ? WHERE namespace = ? AND name = ?",
@@ -351,10 +360,11 @@ class SQLiteLeaseManager:
                 name=lease.name, owner=lease.owner, token=lease.token, expires_at=expires_at
             )
 
-        result = await self._b.run("renew", renew, write=True)
-        if isinstance(result, str):
-            raise LeaseLost(result)
-        return result
+        def renew(conn: sqlite3.Connection) -> builtins.list[Lease | LeaseLost]:
+            now = time.time()
+            return [renew_one(conn, lease, now) for lease in leases]
+
+        return await self._b.run("renew", renew, write=True)
 
     async def release(self, lease: Lease) -> None:
         ns = self._b.namespace

@@ -197,22 +197,58 @@ class Metrics:
         def events(name: str, doc: str) -> Counter:
             return Counter(f"pumphouse_{name}_events_total", doc, list(_MAPPING), registry=r)
 
-        self.polled_events = events("polled", "Records read from the source.")
-        self.filtered_out_events = events(
-            "filtered_out", "Records that matched no filter and were acknowledged unprocessed."
+        # What each counts is AWS's definition (Lambda developer guide, "Event source
+        # mapping metrics"); pumphouse.pollers.dispatch counts them for every source.
+        self.polled_events = events(
+            "polled",
+            "PolledEventCount: records read successfully from the source (an empty poll "
+            "adds nothing).",
         )
-        self.invoked_events = events("invoked", "Records delivered to the function.")
+        self.filtered_out_events = events(
+            "filtered_out",
+            "FilteredOutEventCount: records that matched none of the mapping's FilterCriteria "
+            "and were acknowledged without an invocation.",
+        )
+        self.invoked_events = events(
+            "invoked",
+            "InvokedEventCount: records of every invocation in which the function ran, "
+            "retries included (a record retried twice counts three times).",
+        )
         self.failed_invoke_events = events(
-            "failed_invoke", "Records whose invocation failed (counted once per attempt)."
+            "failed_invoke",
+            "FailedInvokeEventCount: records of every invocation that failed (the function "
+            "raised, timed out, crashed or could not run), plus the records a partial batch "
+            "response reported as failed.",
         )
         self.dropped_events = events(
-            "dropped", "Records given up on (retries or age exhausted, oversized, trimmed)."
+            "dropped",
+            "DroppedEventCount: records given up on (MaximumRetryAttempts or "
+            "MaximumRecordAgeInSeconds exceeded, or too large for one invocation) that were "
+            "not delivered to an on-failure destination: none is configured, or a delivery "
+            "attempt failed (pumphouse keeps retrying it).",
         )
         self.on_failure_delivered_events = events(
-            "on_failure_delivered", "Records described by a delivered on-failure record."
+            "on_failure_delivered",
+            "OnFailureDestinationDeliveredEventCount: records described by a failure record "
+            "delivered to the on-failure destination.",
         )
-        self.deleted_events = events("deleted", "SQS messages deleted after processing.")
-        self.committed_events = events("committed", "Kafka records whose offset was committed.")
+        self.deleted_events = events(
+            "deleted",
+            "DeletedEventCount (SQS): messages deleted from the queue after processing or "
+            "filtering.",
+        )
+        self.committed_events = events(
+            "committed",
+            "CommittedEventCount (Kafka): records whose offset was committed to the "
+            "consumer group (the sum of each partition's committed-offset advance).",
+        )
+        self.invoke_errors = Counter(
+            "pumphouse_invoke_errors_total",
+            "InvokeErrorCount: invocations (batches, not records) that failed: the function "
+            "raised, timed out, crashed or could not run.",
+            list(_MAPPING),
+            registry=r,
+        )
 
         self.batch_size = Histogram(
             "pumphouse_batch_size_records",
@@ -237,8 +273,9 @@ class Metrics:
         )
         self.source_errors = Counter(
             "pumphouse_source_errors_total",
-            "Failed calls to the source, by operation (receive, delete, get_records, commit, "
-            "poll, ...) and kind (error, throttled).",
+            "Failed calls to the source, by operation and kind (error, throttled). AWS's "
+            "PollingErrorCount is operation receive / get_records / poll, CommitErrorCount "
+            "is operation commit.",
             [*_MAPPING, "operation", "kind"],
             registry=r,
         )
@@ -250,13 +287,15 @@ class Metrics:
         )
         self.destination_deliveries = Counter(
             "pumphouse_destination_deliveries_total",
-            "On-failure records delivered, by destination type (sqs, sns, s3, kafka).",
+            "On-failure records (messages, each describing one or more records) delivered, "
+            "by destination type (sqs, sns, s3, kafka).",
             [*_MAPPING, "destination_type"],
             registry=r,
         )
         self.destination_delivery_failures = Counter(
             "pumphouse_destination_delivery_failures_total",
-            "Failed attempts to deliver an on-failure record.",
+            "OnFailureDestinationDeliveryErrorCount: failed attempts to deliver an on-failure "
+            "record, by destination type (each retry counts).",
             [*_MAPPING, "destination_type"],
             registry=r,
         )
@@ -365,6 +404,7 @@ class MappingMetrics:
         self.on_failure_delivered = metrics.on_failure_delivered_events.labels(*lv)
         self.deleted = metrics.deleted_events.labels(*lv)
         self.committed = metrics.committed_events.labels(*lv)
+        self.invoke_errors = metrics.invoke_errors.labels(*lv)
         self.batch_size = metrics.batch_size.labels(*lv)
         self.batch_bytes = metrics.batch_bytes.labels(*lv)
         self.record_age = metrics.record_age.labels(*lv)

@@ -107,8 +107,14 @@ SCENARIOS: dict[str, tuple[list[dict[str, str]], list[dict[str, Any]]]] = {
         [
             _series("pumphouse_dropped_events_total", f'mapping="lossy", {M}', "0+2x30"),
             _series("pumphouse_dropped_events_total", f'mapping="old-loss", {M}', "3x30"),
+            # Started 6 minutes before the evaluation and had dropped 4 records before its
+            # first scrape: no increase to see, but the loss is recent.
+            _series("pumphouse_dropped_events_total", f'mapping="new-loss", {M}', "_x14 4x15"),
         ],
-        [{"labels": f'{{mapping="lossy", {M}}}', "value": 20}],
+        [
+            {"labels": f'{{mapping="lossy", {M}}}', "value": 20},
+            {"labels": f'{{mapping="new-loss", {M}}}', "value": 4},
+        ],
     ),
     "PumphouseMappingProblem": (
         [

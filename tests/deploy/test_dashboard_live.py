@@ -426,7 +426,9 @@ def test_every_alert_expression_parses_and_every_rule_evaluates(live: Live) -> N
 
 def test_the_alerts_this_run_provokes_are_active(live: Live) -> None:
     expected = {
-        ("PumphouseEventsDropped", live.labels["boom"]): {"firing"},  # for: 0m
+        # As Lambda counts DroppedEventCount, records delivered to the destination (boom)
+        # are not dropped; the ones whose delivery fails (lost) are.
+        ("PumphouseEventsDropped", live.labels["lost"]): {"firing"},  # for: 0m
         ("PumphouseMappingProblem", live.labels["missing"]): {"pending", "firing"},
         ("PumphouseDestinationDeliveryFailing", live.labels["lost"]): {"pending", "firing"},
         ("PumphouseFailedInvocationRatioHigh", "boomfn"): {"pending", "firing"},
@@ -458,8 +460,8 @@ def test_the_alerts_this_run_provokes_are_active(live: Live) -> None:
         a
         for a in alerts
         if a["labels"]["alertname"] == "PumphouseEventsDropped"
-        and a["labels"].get("mapping") == live.labels["boom"]
+        and a["labels"].get("mapping") == live.labels["lost"]
     )
     assert dropped["labels"]["severity"] == "warning"
-    assert live.labels["boom"] in dropped["annotations"]["summary"]
+    assert live.labels["lost"] in dropped["annotations"]["summary"]
     assert dropped["annotations"]["runbook"] == "docs/deploying.md#pumphouseeventsdropped"

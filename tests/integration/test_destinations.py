@@ -354,6 +354,16 @@ def failed(metrics: MappingMetrics, kind: str) -> float:
     return counter(metrics, "pumphouse_destination_delivery_failures_total", destination_type=kind)
 
 
+async def deliver_once(
+    destination: FailureDestination,
+    metrics: MappingMetrics,
+    record: dict[str, Any],
+    **options: Any,
+) -> None:
+    """One delivery attempt, counted as the dispatcher counts it (no retry)."""
+    await deliver_with_retry(destination, record, stop=lambda: True, metrics=metrics, **options)
+
+
 async def new_queue(clients: AwsClients, name: str) -> tuple[str, str]:
     sqs = await clients.client("sqs")
     url = (await sqs.create_queue(QueueName=name))["QueueUrl"]
@@ -372,10 +382,10 @@ async def receive_one(clients: AwsClients, url: str) -> dict[str, Any]:
 
 async def test_sqs_destination(clients: AwsClients, metrics: MappingMetrics) -> None:
     url, arn = await new_queue(clients, "dlq-sqs")
-    destination = make_destination(arn, clients=clients, metrics=metrics)
+    destination = make_destination(arn, clients=clients)
     assert destination.destination_type == "sqs"
     # The payload is for S3 only: SQS gets the record alone.
-    await destination.deliver(KINESIS_RECORD, payload=b'{"Records":[]}')
+    await deliver_once(destination, metrics, KINESIS_RECORD, payload=b'{"Records":[]}')
     assert await receive_one(clients, url) == KINESIS_RECORD
     assert delivered(metrics, "sqs") == 1
     assert failed(metrics, "sqs") == 0
@@ -385,7 +395,7 @@ async def test_sqs_destination(clients: AwsClients, metrics: MappingMetrics) -> 
 async def test_sqs_destination_kafka_record(clients: AwsClients, metrics: MappingMetrics) -> None:
     url, arn = await new_queue(clients, "dlq-kafka")
     record = kafka_record(FailureCondition.RECORD_AGE_EXCEEDED, None)
-    await make_destination(arn, clients=clients, metrics=metrics).deliver(record)
+    await deliver_once(make_destination(arn, clients=clients), metrics, record)
     received = await receive_one(clients, url)
     assert received == record
     assert received["responseContext"] is None
@@ -397,9 +407,9 @@ async def test_sns_destination(clients: AwsClients, metrics: MappingMetrics) -> 
     topic_arn = (await sns.create_topic(Name="failures"))["TopicArn"]
     url, queue_arn = await new_queue(clients, "sns-subscriber")
     await sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
-    destination = make_destination(topic_arn, clients=clients, metrics=metrics)
+    destination = make_destination(topic_arn, clients=clients)
     assert destination.destination_type == "sns"
-    await destination.deliver(KINESIS_RECORD)
+    await deliver_once(destination, metrics, KINESIS_RECORD)
     envelope = await receive_one(clients, url)
     assert envelope["TopicArn"] == topic_arn
     assert json.loads(envelope["Message"]) == KINESIS_RECORD
@@ -412,9 +422,11 @@ async def test_s3_destination(clients: AwsClients, metrics: MappingMetrics) -> N
     event = assemble_event(
         [b'{"kinesis":{"sequenceNumber":"1","data":"aGk="}}', b'{"kinesis":{"sequenceNumber":"2"}}']
     )
-    destination = make_destination("arn:aws:s3:::failures", clients=clients, metrics=metrics)
+    destination = make_destination("arn:aws:s3:::failures", clients=clients)
     assert destination.destination_type == "s3"
-    await destination.deliver(
+    await deliver_once(
+        destination,
+        metrics,
         KINESIS_RECORD,
         payload=event,
         s3_key_parts=S3KeyParts(mapping_uuid="9f1c", location="shardId-000000000001", when=NOW),
@@ -443,7 +455,7 @@ async def test_s3_destination(clients: AwsClients, metrics: MappingMetrics) -> N
 
 
 async def test_s3_destination_needs_key_parts(clients: AwsClients, metrics: MappingMetrics) -> None:
-    destination = make_destination("arn:aws:s3:::failures", clients=clients, metrics=metrics)
+    destination = make_destination("arn:aws:s3:::failures", clients=clients)
     with pytest.raises(ValueError, match="s3_key_parts"):  # a bug, not an outage
         await destination.deliver(KINESIS_RECORD)
     assert failed(metrics, "s3") == 0
@@ -453,9 +465,9 @@ async def test_missing_queue_raises_and_counts(
     clients: AwsClients, metrics: MappingMetrics
 ) -> None:
     arn = "arn:aws:sqs:us-east-1:123456789012:no-such-queue"
-    destination = make_destination(arn, clients=clients, metrics=metrics)
+    destination = make_destination(arn, clients=clients)
     with pytest.raises(DestinationError, match="no-such-queue"):
-        await destination.deliver(KINESIS_RECORD)
+        await deliver_once(destination, metrics, KINESIS_RECORD)
     assert failed(metrics, "sqs") == 1
     assert delivered(metrics, "sqs") == 0
     assert counter(metrics, "pumphouse_on_failure_delivered_events_total") == 0
@@ -464,11 +476,9 @@ async def test_missing_queue_raises_and_counts(
 async def test_unreachable_server_raises_and_counts(metrics: MappingMetrics) -> None:
     aws = make_clients(f"http://127.0.0.1:{free_port()}")  # nothing listens there
     try:
-        destination = make_destination(
-            "arn:aws:sns:us-east-1:123456789012:failures", clients=aws, metrics=metrics
-        )
+        destination = make_destination("arn:aws:sns:us-east-1:123456789012:failures", clients=aws)
         with pytest.raises(DestinationError, match="failures"):
-            await destination.deliver(KINESIS_RECORD)
+            await deliver_once(destination, metrics, KINESIS_RECORD)
         assert failed(metrics, "sns") == 1
     finally:
         await aws.close()
@@ -479,7 +489,7 @@ async def test_deliver_with_retry_succeeds_once_the_queue_exists(
 ) -> None:
     name = "created-late"
     arn = f"arn:aws:sqs:us-east-1:123456789012:{name}"
-    destination = make_destination(arn, clients=clients, metrics=metrics)
+    destination = make_destination(arn, clients=clients)
     waits: list[float] = []
     created: dict[str, str] = {}
 
@@ -496,6 +506,7 @@ async def test_deliver_with_retry_succeeds_once_the_queue_exists(
         base_delay=0.1,
         max_delay=0.15,
         jitter=lambda: 1.0,
+        metrics=metrics,
     )
     assert attempts == 3
     assert waits == [0.1, 0.15]  # capped back-off
@@ -507,9 +518,7 @@ async def test_deliver_with_retry_succeeds_once_the_queue_exists(
 async def test_deliver_with_retry_raises_when_stopping(
     clients: AwsClients, metrics: MappingMetrics
 ) -> None:
-    destination = make_destination(
-        "arn:aws:sqs:us-east-1:123456789012:never", clients=clients, metrics=metrics
-    )
+    destination = make_destination("arn:aws:sqs:us-east-1:123456789012:never", clients=clients)
     waits: list[float] = []
 
     async def sleep(delay: float) -> None:
@@ -526,7 +535,12 @@ async def test_deliver_with_retry_raises_when_stopping(
 
     with pytest.raises(DestinationError):
         await deliver_with_retry(
-            destination, KINESIS_RECORD, stop=stop, sleep=sleep_then_stop, base_delay=0.01
+            destination,
+            KINESIS_RECORD,
+            stop=stop,
+            sleep=sleep_then_stop,
+            base_delay=0.01,
+            metrics=metrics,
         )
     assert len(waits) == 1
     assert failed(metrics, "sqs") == 1

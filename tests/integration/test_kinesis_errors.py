@@ -18,7 +18,6 @@ from handlers.streams import support as s
 
 from pumphouse.config import parse_config
 from pumphouse.devstack import KinesisMock, MotoServer
-from pumphouse.pollers import streams
 
 pytestmark = pytest.mark.slow
 
@@ -94,10 +93,11 @@ async def test_records_past_their_age_go_to_s3_without_response_context(
     moto_server: MotoServer,
     tmp_path: Path,
     unique_name: str,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # The records are an hour old as far as the error policy can tell.
-    monkeypatch.setattr(streams, "wall_clock", lambda: time.time() + 3600)
+    def an_hour_later() -> float:
+        return time.time() + 3600
+
     record_file = tmp_path / "records.jsonl"
     bucket = unique_name
     async with (
@@ -133,7 +133,7 @@ async def test_records_past_their_age_go_to_s3_without_response_context(
         async def one_object() -> bool:
             return len(await objects()) == 1
 
-        async with s.running(config):
+        async with s.running(config, wall_clock=an_hour_later):
             await s.wait_for(one_object, what="the failure record in S3")
         keys = await objects()
         body = json.loads(await (await s3.get_object(Bucket=bucket, Key=keys[0]))["Body"].read())

@@ -301,6 +301,35 @@ async def test_acquire_is_exclusive_and_reacquire_renews(
     assert again.expires_at > first.expires_at
 
 
+async def test_renew_all_renews_each_lease_or_reports_its_loss(
+    store: StateStore, replica: StateStore
+) -> None:
+    ttl = 5.0
+    kept = [await store.leases.acquire(f"m/s{i}", "a", ttl=ttl) for i in range(3)]
+    assert all(lease is not None for lease in kept)
+    mine = [lease for lease in kept if lease is not None]
+    stolen = await replica.leases.steal("m/s1", "b", ttl=ttl, expected_owner="a")
+    assert stolen is not None
+    short = await store.leases.acquire("m/short", "a", ttl=0.05)
+    assert short is not None
+    await asyncio.sleep(0.2)
+
+    results = await store.leases.renew_all([*mine, short], ttl=ttl)
+
+    assert len(results) == 4
+    first, lost, third, expired = results
+    assert isinstance(first, Lease) and isinstance(third, Lease)
+    assert first.token == mine[0].token and first.expires_at > mine[0].expires_at
+    assert third.token == mine[2].token and third.expires_at > mine[2].expires_at
+    assert isinstance(lost, LeaseLost) and "'b'" in str(lost)
+    assert isinstance(expired, LeaseLost) and "expired before renewal" in str(expired)
+    assert await store.leases.renew_all([], ttl=ttl) == []
+    # What renew_all reported is what renew says of the same leases.
+    with pytest.raises(LeaseLost):
+        await store.leases.renew(mine[1], ttl=ttl)
+    assert (await store.leases.renew(first, ttl=ttl)).token == first.token
+
+
 async def test_renew_extends_and_keeps_token(store: StateStore) -> None:
     ttl = 0.4
     lease = await store.leases.acquire("m/s", "a", ttl=ttl)

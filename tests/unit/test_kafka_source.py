@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaConsumer
 
 from pumphouse.config import parse_config
 from pumphouse.errors import SourceError
-from pumphouse.pollers import kafka as kafka_module
+from pumphouse.pollers import kafka_destination as kafka_destination_module
 from pumphouse.pollers.batching import assemble_kafka_event
 from pumphouse.pollers.kafka import (
     KafkaPoller,
@@ -209,7 +209,7 @@ async def test_kafka_destination_producer_uses_the_same_protocol(
         async def stop(self) -> None:
             pass
 
-    monkeypatch.setattr(kafka_module, "AIOKafkaProducer", FakeProducer)
+    monkeypatch.setattr(kafka_destination_module, "AIOKafkaProducer", FakeProducer)
     poller = _poller(
         monkeypatch,
         access=SCRAM,

@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import random
 from collections import Counter
 
 import orjson
-import pytest
 
 from pumphouse.pollers.streams import (
-    LeasePlan,
     ShardInfo,
     ShardLineage,
     ShardState,
     WindowState,
     iso_window_time,
     lane_of,
-    plan_leases,
     window_start,
     window_suffix,
 )
-from pumphouse.state import LeaseInfo
 
 # --- lineage ------------------------------------------------------------------------------
 
@@ -69,96 +64,6 @@ def test_shards_gone_from_the_listing_are_retired_and_never_revive() -> None:
     lineage.set_state("s4", ShardState.PROCESSING)
     assert lineage.states["s4"] is ShardState.PROCESSING
     assert "s4" in lineage.eligible()
-
-
-# --- lease planning -----------------------------------------------------------------------
-
-
-def _lease(shard: str, owner: str | None, *, expired: bool = False) -> LeaseInfo:
-    return LeaseInfo(name=f"m/{shard}", owner=owner, token=1, expires_at=0.0, expired=expired)
-
-
-def _simulate(shards: list[str], replicas: list[str], owners: dict[str, str]) -> dict[str, str]:
-    """Run planning rounds until nothing changes; returns the final owners."""
-    rng = random.Random(7)
-    for _ in range(50):
-        changed = False
-        for me in replicas:
-            infos = {s: _lease(s, o) for s, o in owners.items()}
-            plan = plan_leases(me=me, eligible=shards, leases=infos, rng=rng)
-            for shard in plan.acquire:
-                owners[shard] = me
-                changed = True
-            if plan.steal is not None:
-                shard, victim = plan.steal
-                assert owners[shard] == victim
-                owners[shard] = me
-                changed = True
-        if not changed:
-            return owners
-    raise AssertionError("lease planning did not settle")
-
-
-def test_a_lone_replica_takes_every_free_shard() -> None:
-    plan = plan_leases(me="A", eligible=["s0", "s1", "s2"], leases={})
-    assert plan == LeasePlan(acquire=("s0", "s1", "s2"))
-
-
-def test_free_shards_are_taken_up_to_the_fair_share_only() -> None:
-    leases = {"s0": _lease("s0", "B"), "s1": _lease("s1", "B", expired=True)}
-    plan = plan_leases(me="A", eligible=["s0", "s1", "s2", "s3"], leases=leases)
-    assert plan.acquire == ("s1", "s2"), "share is 2 of 4 with two replicas"
-    assert plan.steal is None
-
-
-def test_a_new_replica_steals_one_lease_per_cycle_until_even() -> None:
-    shards = [f"s{i}" for i in range(4)]
-    owners = dict.fromkeys(shards, "A")
-    infos = {s: _lease(s, "A") for s in shards}
-    plan = plan_leases(me="B", eligible=shards, leases=infos, rng=random.Random(1))
-    assert plan.acquire == ()
-    assert plan.steal is not None and plan.steal[1] == "A"
-    final = _simulate(shards, ["A", "B"], owners)
-    assert Counter(final.values()) == {"A": 2, "B": 2}
-
-
-@pytest.mark.parametrize(
-    ("n_shards", "n_replicas"), [(4, 2), (5, 2), (3, 2), (6, 4), (2, 3), (10, 3), (1, 2)]
-)
-def test_balancing_settles_within_one_shard_of_even(n_shards: int, n_replicas: int) -> None:
-    shards = [f"s{i}" for i in range(n_shards)]
-    replicas = [chr(ord("A") + i) for i in range(n_replicas)]
-    final = _simulate(shards, replicas, dict.fromkeys(shards, "A"))
-    counts = [Counter(final.values()).get(r, 0) for r in replicas]
-    assert sum(counts) == n_shards
-    assert max(counts) - min(counts) <= 1
-
-
-def test_no_steal_from_a_replica_only_one_ahead() -> None:
-    shards = ["s0", "s1", "s2"]
-    infos = {"s0": _lease("s0", "A"), "s1": _lease("s1", "A"), "s2": _lease("s2", "B")}
-    assert plan_leases(me="B", eligible=shards, leases=infos) == LeasePlan()
-
-
-def test_sqlite_mode_takes_everything_free_and_never_steals() -> None:
-    shards = ["s0", "s1", "s2"]
-    infos = {"s0": _lease("s0", "B"), "s1": _lease("s1", "B"), "s2": _lease("s2", "B")}
-    assert plan_leases(me="A", eligible=shards, leases=infos, allow_steal=False) == LeasePlan()
-    infos["s2"] = _lease("s2", "B", expired=True)
-    plan = plan_leases(me="A", eligible=shards, leases=infos, allow_steal=False)
-    assert plan == LeasePlan(acquire=("s2",))
-
-
-def test_busy_shards_are_not_reacquired() -> None:
-    plan = plan_leases(me="A", eligible=["s0", "s1"], leases={}, busy={"s0"})
-    assert plan.acquire == ("s1",)
-
-
-def test_ineligible_shards_do_not_count() -> None:
-    infos = {"s9": _lease("s9", "B"), "s0": _lease("s0", "B")}
-    # s9 is not eligible (say, ended): B holds 1 of 2 eligible shards, A may take 1.
-    plan = plan_leases(me="A", eligible=["s0", "s1"], leases=infos)
-    assert plan.acquire == ("s1",)
 
 
 # --- lanes and windows --------------------------------------------------------------------

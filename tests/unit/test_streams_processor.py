@@ -25,6 +25,7 @@ from pumphouse.errors import SourceError, SourceThrottled
 from pumphouse.pollers.base import MappingContext, MappingStatus
 from pumphouse.pollers.kinesis import KinesisPoller
 from pumphouse.pollers.streams import (
+    ConsumerState,
     DataTrimmed,
     IteratorExpired,
     ReadResult,
@@ -555,3 +556,29 @@ def test_an_enhanced_fan_out_consumer_arn_is_refused(tmp_path: Path) -> None:
 
 def test_the_memory_stream_is_a_stream_poller_source() -> None:
     assert issubclass(MemoryPoller, StreamPoller)
+
+
+async def test_the_consumer_states_of_an_ended_shard_and_a_stopped_one(
+    tmp_path: Path, stream: MemoryStream
+) -> None:
+    parent = [stream.add("s0", "k", i) for i in range(3)]
+    stream.closed.add("s0")
+    stream.parents["s1"] = ("s0",)
+    child = [stream.add("s1", "k", i) for i in range(3, 5)]
+    consumers: dict[str, ShardProcessor] = {}
+
+    class Recording(MemoryPoller):
+        async def _start_shard(self, shard_id: str, lease: Any) -> None:
+            await super()._start_shard(shard_id, lease)
+            if shard_id in self.owned:
+                consumers[shard_id] = self.owned[shard_id].processor
+
+    h = Harness(tmp_path, stream, lambda event: None, BatchSize=2)
+    MemoryPoller.source_instance = stream
+    h.task = asyncio.create_task(Recording(h.ctx).run())
+    await h.until(lambda: h.delivered() == parent + child, "parent then child")
+    assert consumers["s1"].state is ConsumerState.PROCESSING  # the open child reads on
+    await h.stop()
+    await h.close()
+    assert consumers["s0"].state is ConsumerState.ENDED  # drained, end recorded
+    assert consumers["s1"].state is ConsumerState.SHUTTING_DOWN

@@ -180,10 +180,16 @@ async def drain_queue(sqs: Any, url: str, *, expect: int, within: float = 20.0) 
 
 
 @contextlib.asynccontextmanager
-async def running(config_text: str, *, replica_id: str | None = None) -> AsyncIterator[Service]:
-    """The real Service, in-process, started and (at exit) drained and shut down."""
+async def running(
+    config_text: str,
+    *,
+    replica_id: str | None = None,
+    wall_clock: Callable[[], float] = time.time,
+) -> AsyncIterator[Service]:
+    """The real Service, in-process, started and (at exit) drained and shut down.
+    ``wall_clock`` is the clock of record age."""
     config = parse_config(config_text, base_dir=HANDLERS)
-    service = Service(config, metrics=Metrics(), replica_id=replica_id)
+    service = Service(config, metrics=Metrics(), replica_id=replica_id, wall_clock=wall_clock)
     await service.start()
     try:
         yield service
