@@ -70,12 +70,14 @@ def spread(values: Sequence[float], fmt: str = "{:,.0f}") -> str:
     return f"{fmt.format(mid)} ({fmt.format(low)}-{fmt.format(high)})"
 
 
-def consumer_settings(fetch_max_wait_ms: int | None = None) -> Any:
+def consumer_settings(
+    fetch_max_wait_ms: int | None = None, *, timeouts: dict[str, int] | None = None
+) -> Any:
     """The Kafka consumer settings both sides use: pumphouse's defaults with the short
-    group timeouts tansu needs, and ``fetch_max_wait_ms`` when given."""
+    group timeouts tansu needs (or ``timeouts``), and ``fetch_max_wait_ms`` when given."""
     from pumphouse.config.settings_options import KafkaConsumerSettings
 
-    data: dict[str, Any] = dict(GROUP_TIMEOUTS)
+    data: dict[str, Any] = dict(GROUP_TIMEOUTS if timeouts is None else timeouts)
     if fetch_max_wait_ms is not None:
         data["FetchMaxWaitMs"] = fetch_max_wait_ms
     return KafkaConsumerSettings.model_validate(data)
@@ -104,11 +106,13 @@ def pumphouse_config(
     fetch_max_wait_ms: int | None = None,
     env: dict[str, str] | None = None,
     provisioned: int = PARTITIONS,
+    timeouts: dict[str, int] | None = None,
 ) -> str:
-    """One Kafka mapping (window 0, TRIM_HORIZON, a fresh group) on one Python function."""
+    """One Kafka mapping (window 0, TRIM_HORIZON, a fresh group) on one Python function;
+    ``Settings.Kafka`` as :func:`consumer_settings` makes it."""
     import yaml
 
-    kafka: dict[str, Any] = dict(GROUP_TIMEOUTS)
+    kafka: dict[str, Any] = dict(GROUP_TIMEOUTS if timeouts is None else timeouts)
     if fetch_max_wait_ms is not None:
         kafka["FetchMaxWaitMs"] = fetch_max_wait_ms
     function: dict[str, Any] = {
