@@ -23,9 +23,10 @@ same events, stamped when they happen (see :mod:`kafka_harness`):
 each figure is the median with the range, and the ratio is taken per round (pumphouse
 over the raw run next to it) and of the medians. Target: >= 0.9 both.
 
-``--profile FILE``: one more pumphouse run with py-spy sampling the service process
-(not its workers) from the first record to the last commit; writes the 25 hottest
-functions by own and by cumulative time, and their sum per group, to FILE.
+``--profile FILE``: one more pumphouse run with py-spy (``pip install py-spy``)
+sampling the service process (not its workers) while it drains; writes the 25 hottest
+functions by own and by cumulative time, and the own time per group (aiokafka, event
+building, invoke path, other), to FILE. ``--rounds 0`` runs only that.
 
 Run: ``.venv/bin/python benchmarks/kafka_throughput.py``
 """
@@ -67,6 +68,7 @@ BATCH = 500
 ROUNDS = 5
 TARGET_RATIO = 0.9
 TOP = 25
+PROFILE_RATE = 1000
 SCRIPT = str(Path(__file__).resolve())
 
 
@@ -82,7 +84,7 @@ def _start_profiler(out: str) -> subprocess.Popen[bytes]:
     spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"
     return subprocess.Popen(
         [spy, "record", "--pid", str(os.getpid()), "--format", "raw", "--nolineno",
-         "--rate", "250", "--output", out],
+         "--rate", str(PROFILE_RATE), "--output", out],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )  # fmt: skip
@@ -123,12 +125,23 @@ GROUPS = (
     ("aiokafka", ("(aiokafka/", "(kafka/")),
     (
         "event building",
-        tuple(
-            f"(pumphouse/pollers/{name}.py)"
-            for name in ("kafka_records", "kafka_lanes", "batching", "shapes")
+        (
+            *(
+                f"(pumphouse/pollers/{name}.py)"
+                for name in ("kafka_records", "kafka_lanes", "batching", "shapes")
+            ),
+            "KafkaPoller._preparer",
         ),
     ),
-    ("invoke path", ("(pumphouse/runtime/", "(pumphouse/pollers/policy.py)")),
+    (
+        "invoke path",
+        (
+            "(pumphouse/runtime/",
+            "(pumphouse/pollers/policy.py)",
+            "KafkaPoller._invoke",
+            "KafkaPoller._run_step",
+        ),
+    ),
 )
 """py-spy names a frame ``function (path)``, the path relative to its ``sys.path`` entry."""
 
@@ -140,11 +153,21 @@ def group_of(frame: str) -> str:
     return "other"
 
 
+def owner(frames: list[str]) -> str:
+    """The group a sample's own time goes to: its innermost frame's, or for generated
+    code (a dataclass's ``__init__``, file ``<string>``) its caller's."""
+    for frame in reversed(frames):
+        if not frame.endswith("(<string>)"):
+            return group_of(frame)
+    return "other"
+
+
 def summarize_profile(raw_path: str, out_path: str) -> None:
     """The ``TOP`` hottest functions of a py-spy raw (collapsed) profile, by own and by
     cumulative samples, with the own time per group."""
     own: Counter[str] = Counter()
     cumulative: Counter[str] = Counter()
+    groups: Counter[str] = Counter()
     total = threads = 0
     for line in Path(raw_path).read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
@@ -155,24 +178,26 @@ def summarize_profile(raw_path: str, out_path: str) -> None:
         if not frames:
             continue
         if "Thread._bootstrap (threading.py)" in frames:
-            threads += count  # the state store's thread, not the event loop
+            # Another thread (the state store's executor, waiting on its queue: py-spy
+            # does not see that wait as idle), not the event loop.
+            threads += count
             continue
         total += count
         own[frames[-1]] += count
+        groups[owner(frames)] += count
         for frame in set(frames):
             cumulative[frame] += count
-    groups: Counter[str] = Counter()
-    for frame, count in own.items():
-        groups[group_of(frame)] += count
 
     lines = [
-        f"py-spy, {total} samples at 250 Hz (non-idle) of the service process's event loop "
-        f"thread (+{threads} samples in other threads, left out)",
+        f"py-spy, {total} samples at {PROFILE_RATE} Hz (non-idle) of the service process's "
+        f"event loop thread (+{threads} samples in other threads, left out)",
         "",
     ]
     lines.append("own time by group:")
     for name, count in groups.most_common():
         lines.append(f"  {100 * count / total:5.1f} %  {name}")
+    # The event loop's own frames are in nearly every sample: they say nothing.
+    cumulative = Counter({f: c for f, c in cumulative.items() if c < 0.9 * total})
     for title, table in (("own", own), ("cumulative", cumulative)):
         lines += ["", f"top {TOP} by {title} time:"]
         for frame, count in table.most_common(TOP):
@@ -184,7 +209,7 @@ def summarize_profile(raw_path: str, out_path: str) -> None:
 # The driver
 
 
-async def main(profile: str | None) -> int:
+async def main(profile: str | None, rounds: int) -> int:
     from pumphouse.devstack import TansuBroker, create_kafka_topics
 
     broker = TansuBroker()
@@ -195,7 +220,7 @@ async def main(profile: str | None) -> int:
         topic = f"bench-{uuid.uuid4().hex[:8]}"
         await create_kafka_topics(bootstrap, {topic: PARTITIONS})
         produce_rate = await produce_backlog(bootstrap, topic, RECORDS)
-        for _ in range(ROUNDS):  # interleaved, so drift hits both readers alike
+        for _ in range(rounds):  # interleaved, so drift hits both readers alike
             for mode in ("raw", "pumphouse"):
                 results[mode].append(run_child(SCRIPT, mode, bootstrap, topic, RECORDS))
         if profile:
@@ -206,13 +231,22 @@ async def main(profile: str | None) -> int:
     finally:
         broker.stop()
 
+    if rounds:
+        report(results, produce_rate)
+    if profile:
+        print(f"profile of the service process while draining: {profile}")
+    return 0
+
+
+def report(results: dict[str, list[dict[str, Any]]], produce_rate: float) -> None:
     settings = consumer_settings()
+    rounds = len(results["raw"])
     total = {k: [RECORDS / r["total"] for r in v] for k, v in results.items()}
     steady = {k: [RECORDS / r["steady"] for r in v] for k, v in results.items()}
     print(
         f"tansu, {RECORDS} records x {VALUE_BYTES} B, {PARTITIONS} partitions, batch {BATCH}, "
         f"produced at {produce_rate:,.0f} rec/s; fetch wait {settings.FetchMaxWaitMs} ms on "
-        f"both sides; {ROUNDS} interleaved rounds, median (min-max)"
+        f"both sides; {rounds} interleaved rounds, median (min-max)"
     )
     print(f"{'reader':>10} {'end to end rec/s':>28} {'steady rec/s':>28} {'peak RSS MB':>12}")
     for mode in ("raw", "pumphouse"):
@@ -226,9 +260,6 @@ async def main(profile: str | None) -> int:
             f"pumphouse / raw, {name}: {ratio:.2f} of the medians; per round "
             f"{spread(paired, '{:.2f}')} (target >= {TARGET_RATIO}: {verdict})"
         )
-    if profile:
-        print(f"profile of the service process while draining: {profile}")
-    return 0
 
 
 def child_main(argv: list[str]) -> int:
@@ -254,4 +285,6 @@ if __name__ == "__main__":
         sys.exit(child_main(sys.argv[1:]))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", help="also profile the service process into this file")
-    sys.exit(asyncio.run(main(parser.parse_args().profile)))
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help="0: the profile only")
+    options = parser.parse_args()
+    sys.exit(asyncio.run(main(options.profile, options.rounds)))
