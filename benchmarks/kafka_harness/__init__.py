@@ -6,9 +6,9 @@ Fairness rules every Kafka benchmark follows:
 * **Same consumer settings.** The raw aiokafka consumer gets exactly the options
   pumphouse's poller gives aiokafka (:func:`raw_consumer_options` builds them from the
   same :class:`~pumphouse.config.settings_options.KafkaConsumerSettings`): group
-  timeouts, fetch sizes, ``fetch_max_wait_ms``. On tansu the fetch wait changes the
-  drain rate as well as the latency, so a raw consumer left at aiokafka's 500 ms would
-  be a straw man.
+  timeouts, fetch sizes, ``fetch_max_wait_ms``. On tansu the fetch wait sets the
+  latency (and moved a raw consumer's drain rate by 4-8 % between 100 and 500 ms), so
+  the two sides must share it.
 * **Same events.** Both sides stamp the same moments with ``time.perf_counter`` in
   their own process, when they happen, not when a watcher next looks: the first
   ``getmany`` that returned records (pumphouse: the first increment of its polled
@@ -277,7 +277,7 @@ def run_child(script: str, mode: str, *args: Any, timeout: float = 300) -> dict[
 
 
 class Child:
-    """A child started now that says ``{"ready": true}`` when it may be measured."""
+    """A child process that prints ``{"ready": true}`` once it may be measured."""
 
     def __init__(self, script: str, mode: str, *args: Any) -> None:
         self.command = child_command(script, mode, *args)
