@@ -54,7 +54,7 @@ class KafkaSecurityProtocol(StrEnum):
     SASL_SSL = "SASL_SSL"
 
 
-#: FetchMaxWaitMs when not configured: the wait pumphouse always used (aiokafka: 500).
+#: FetchMaxWaitMs when not configured (aiokafka: 500); docs/kafka.md weighs the choice.
 DEFAULT_FETCH_MAX_WAIT_MS: Final = 100
 
 
@@ -74,9 +74,11 @@ class KafkaConsumerSettings(ConfigModel):
     RequestTimeoutMs: Milliseconds = 40000
     FetchMaxWaitMs: Milliseconds = DEFAULT_FETCH_MAX_WAIT_MS
     """pumphouse extension: how long the broker may hold a fetch that has no data yet.
-    Default 100 (aiokafka's is 500): some brokers (tansu, the broker of ``pumphouse dev``)
-    answer a waiting fetch only when its wait runs out, so the wait bounds the delivery
-    latency there. Must be lower than RequestTimeoutMs (the fetch request would time out)."""
+    Default 100 (aiokafka's is 500). Apache Kafka answers a waiting fetch when data
+    arrives, so there the wait only sets how often an idle consumer asks (500 is cheaper);
+    tansu, the broker of ``pumphouse dev``, looks for new data only at half the wait, then
+    three quarters, ..., so a record can arrive up to half the wait late. Must be lower
+    than RequestTimeoutMs (the fetch request would time out)."""
     SecurityProtocol: KafkaSecurityProtocol | None = None
     """pumphouse extension: ``PLAINTEXT``, ``SSL``, ``SASL_PLAINTEXT`` or ``SASL_SSL``.
     Default: follows ``SourceAccessConfigurations`` as in Lambda (a SASL entry →
