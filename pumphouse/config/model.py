@@ -412,8 +412,8 @@ class Function(ConfigModel):
     Runtime: Annotated[
         str,
         regex_check(
-            r"python3\.\d{1,2}|nodejs(18|20|22)\.x|provided(\.al2|\.al2023)?",
-            "a supported runtime (python3.X, nodejs18.x/20.x/22.x, provided.al2023, "
+            r"python3\.\d{1,2}|nodejs\d{1,2}\.x|provided(\.al2|\.al2023)?",
+            "a supported runtime (python3.X, nodejsNN.x, provided.al2023, "
             "provided.al2, provided)",
         ),
     ] = "python3.11"

@@ -8,7 +8,7 @@ Lambda's own conventions, by ``Runtime`` and ``ImageConfig``:
   compiled Go or Rust binary, ...).
 * ``provided``, ``provided.al2``, ``provided.al2023``: the executable ``bootstrap`` in
   ``CodeUri`` (a custom runtime), with ``Command`` as its arguments when there is one.
-* ``nodejs18.x``, ``nodejs20.x``, ``nodejs22.x``: ``node`` running AWS's runtime
+* ``nodejsNN.x`` (any version): the ``node`` installed here running AWS's runtime
   interface client, the npm package ``aws-lambda-ric``, with the handler as its
   argument; the client is looked for in ``CodeUri/node_modules``, then in each extra
   ``node_modules`` directory the settings name.
@@ -22,6 +22,7 @@ are configuration errors, found when the runtime is built, before anything runs.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from pumphouse.runtime.spec import FunctionSpec
 
 __all__ = [
     "NODE_CLIENT",
-    "NODE_RUNTIMES",
+    "NODE_RUNTIME",
     "PROVIDED_RUNTIMES",
     "Launch",
     "LaunchError",
@@ -41,7 +42,10 @@ __all__ = [
 ]
 
 PROVIDED_RUNTIMES = ("provided", "provided.al2", "provided.al2023")
-NODE_RUNTIMES = ("nodejs18.x", "nodejs20.x", "nodejs22.x")
+NODE_RUNTIME = re.compile(r"nodejs\d{1,2}\.x")
+"""Every ``nodejsNN.x``: the function runs on the ``node`` installed here, whatever its
+version (Lambda's own list changes every year; a template naming an older or newer one
+still runs)."""
 NODE_CLIENT = "aws-lambda-ric"
 """The npm package of AWS's Node.js runtime interface client."""
 _NODE_CLIENT_SCRIPT = Path(NODE_CLIENT, "bin", "index.mjs")
@@ -108,7 +112,7 @@ def resolve_launch(
                 "(chmod +x bootstrap)",
             )
         return Launch(argv=(str(bootstrap), *command), cwd=cwd, handler=handler)
-    if spec.runtime in NODE_RUNTIMES:
+    if NODE_RUNTIME.fullmatch(spec.runtime):
         node = shutil.which("node", path=path)
         if node is None:
             raise LaunchError(

@@ -1042,7 +1042,7 @@ F = "Functions.f"
         ({"Handler": "a.b", "Timeout": 901}, "Timeout: 901 is above the maximum 900"),
         (
             {"Handler": "a.b", "Runtime": "ruby3.3"},
-            "Runtime: 'ruby3.3' is not a supported runtime (python3.X, nodejs18.x/20.x/22.x, "
+            "Runtime: 'ruby3.3' is not a supported runtime (python3.X, nodejsNN.x, "
             "provided.al2023, provided.al2, provided)",
         ),
         (
