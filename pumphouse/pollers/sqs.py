@@ -42,7 +42,6 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Hashable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 import orjson
@@ -70,6 +69,7 @@ from pumphouse.pollers.sqs_acks import (
     read_response,
     split_kept_by_group,
 )
+from pumphouse.pollers.sqs_queue import QueueInfo, check_visibility_timeout
 from pumphouse.pollers.sqs_scaling import (
     INITIAL_POLLERS,
     MAX_WAIT_SECONDS,
@@ -86,11 +86,12 @@ log = structlog.get_logger("pumphouse.sqs")
 
 #: SQS hands out at most 10 messages per ReceiveMessage and takes 10 entries per batch call.
 MAX_RECEIVE: Final = 10
+ANSWER_MARGIN_SECONDS: Final = 5.0
+"""How long past a receive's ``WaitTimeSeconds`` SQS may take to answer before the
+receive is abandoned as unanswered (the client's own read timeout is a minute)."""
 BATCH_ENTRIES: Final = 10
 #: Without MaximumConcurrency, loops are capped by the runtime's slots and by this.
 DEFAULT_MAX_POLLERS: Final = 1000
-#: AWS recommends a visibility timeout of at least 6 x Timeout + window.
-RECOMMENDED_VISIBILITY_FACTOR: Final = 6
 
 _QUEUE_MISSING: Final = frozenset(
     {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist", "NonExistentQueue"}
@@ -111,68 +112,6 @@ _HANDLE_GONE: Final = frozenset(
 
 
 # --- pure pieces ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True, kw_only=True)
-class QueueInfo:
-    """What the poller reads about its queue at start."""
-
-    url: str
-    arn: str
-    name: str
-    fifo: bool
-    visibility_timeout: int
-    """Seconds (the queue's ``VisibilityTimeout``)."""
-    redrive_policy: dict[str, Any] | None = None
-    """The parsed ``RedrivePolicy`` (``deadLetterTargetArn``, ``maxReceiveCount``)."""
-
-    @classmethod
-    def from_attributes(
-        cls, *, url: str, arn: str, name: str, attributes: dict[str, str]
-    ) -> QueueInfo:
-        redrive: dict[str, Any] | None = None
-        raw = attributes.get("RedrivePolicy")
-        if raw:
-            try:
-                parsed = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                parsed = None
-            redrive = parsed if isinstance(parsed, dict) else None
-        return cls(
-            url=url,
-            arn=attributes.get("QueueArn", arn),
-            name=name,
-            fifo=attributes.get("FifoQueue", "false").lower() == "true" or name.endswith(".fifo"),
-            visibility_timeout=int(attributes.get("VisibilityTimeout", "30")),
-            redrive_policy=redrive,
-        )
-
-
-def check_visibility_timeout(
-    *, function_timeout: float, visibility_timeout: int, window: float, queue: str
-) -> str | None:
-    """Lambda's start-up check of an SQS mapping.
-
-    Raises :class:`SourceError` (not retryable) when the function may run longer than
-    its messages stay hidden; returns a warning when the visibility timeout is below
-    AWS's advice (``6 x Timeout + window``), else None.
-    """
-    if function_timeout > visibility_timeout:
-        raise SourceError(
-            f"function timeout ({function_timeout:g} s) exceeds the visibility timeout "
-            f"({visibility_timeout} s) of queue {queue}: raise the queue's VisibilityTimeout "
-            f"to at least {function_timeout:g} s (AWS advises "
-            f"{RECOMMENDED_VISIBILITY_FACTOR} x timeout + batching window)",
-            retryable=False,
-        )
-    advised = RECOMMENDED_VISIBILITY_FACTOR * function_timeout + window
-    if visibility_timeout < advised:
-        return (
-            f"queue {queue} has a visibility timeout of {visibility_timeout} s; AWS advises "
-            f"at least {advised:g} s ({RECOMMENDED_VISIBILITY_FACTOR} x function timeout "
-            "+ batching window) so that retries do not pile up"
-        )
-    return None
 
 
 def chunked(items: Sequence[Any], size: int = BATCH_ENTRIES) -> Iterable[Sequence[Any]]:
@@ -573,6 +512,16 @@ class SqsPoller:
     async def _sleep(self, delay: float) -> None:
         await sleep_unless(self._halt, delay)
 
+    def _no_answer(self, wait: int) -> SourceError:
+        """A receive SQS did not answer within its wait and a margin: an endpoint that
+        holds connections open without answering (a blackhole) is silent, not slow. The
+        source is counted silent from when the answer was due (progress.py), so the
+        stall shows a margin after that, not after the client's read timeout."""
+        self.ctx.metrics.source_error("receive", kind="no_answer")
+        self.ctx.status.progress.read_failed(time.time() - ANSWER_MARGIN_SECONDS)
+        limit = wait + ANSWER_MARGIN_SECONDS
+        return SourceError(f"SQS did not answer a {wait} s receive within {limit:g} s")
+
     async def _receive(self, want: int, wait: int) -> tuple[list[dict[str, Any]], Hold | None]:
         assert self.queue is not None
         visibility = self.visibility_timeout
@@ -585,24 +534,29 @@ class SqsPoller:
             MessageSystemAttributeNames=["All"],
             MessageAttributeNames=["All"],
         )
+        receive = asyncio.ensure_future(call)
         try:
-            if wait == 0:
-                reply = await call
-            else:
-                receive = asyncio.ensure_future(call)
-                assert self._halt_waiter is not None
-                await asyncio.wait(
-                    (receive, self._halt_waiter), return_when=asyncio.FIRST_COMPLETED
-                )
-                if not receive.done():
-                    # Shutting down: abandon the long poll. A message the server picked
-                    # in this instant reappears after the visibility timeout.
-                    receive.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await receive
+            assert self._halt_waiter is not None
+            await asyncio.wait(
+                (receive, self._halt_waiter),
+                timeout=wait + ANSWER_MARGIN_SECONDS,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            if not receive.done():
+                # Shutting down, or SQS did not answer in time: abandon the receive. A
+                # message the server picked in this instant reappears after the
+                # visibility timeout.
+                receive.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await receive
+                if self._halt.is_set():
                     return [], None
-                reply = receive.result()
+                raise self._no_answer(wait)
+            reply = receive.result()
         except asyncio.CancelledError:
+            receive.cancel()
+            raise
+        except SourceError:
             raise
         except Exception as err:
             error = self._source_error(err, "receive", self._queue_arn)

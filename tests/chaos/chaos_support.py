@@ -35,13 +35,16 @@ LOOPBACK = "127.0.0.1"
 
 class TcpProxy:
     """Forwards ``127.0.0.1:port`` to a target server; :meth:`cut` makes the target
-    unreachable (open connections reset, new ones refused) until :meth:`restore`."""
+    unreachable (open connections reset, new ones refused) until :meth:`restore`. With
+    ``blackhole=True`` the target goes silent instead: connections stay open and new
+    ones are accepted, but no byte moves either way (a network that drops packets)."""
 
     def __init__(self, target_port: int, *, port: int | None = None) -> None:
         self.target_port = target_port
         self.port = port or free_port()
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._blackhole = False
 
     @property
     def address(self) -> str:
@@ -54,6 +57,10 @@ class TcpProxy:
         return self
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._blackhole:  # hold the connection: read and drop, answer nothing
+            self._writers.add(writer)
+            await self._pipe(reader, None)
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection(LOOPBACK, self.target_port)
         except OSError:
@@ -64,24 +71,36 @@ class TcpProxy:
             self._pipe(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True
         )
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter | None
+    ) -> None:
         try:
             while data := await reader.read(65536):
+                if writer is None or self._blackhole:
+                    continue  # dropped on the floor
                 writer.write(data)
                 await writer.drain()
         except (OSError, asyncio.IncompleteReadError):
             pass
         finally:
-            self._writers.discard(writer)
-            with contextlib.suppress(OSError, RuntimeError):
-                writer.close()
+            if writer is not None:
+                self._writers.discard(writer)
+                with contextlib.suppress(OSError, RuntimeError):
+                    writer.close()
 
-    async def cut(self) -> None:
-        """The target becomes unreachable: connections reset, new ones refused."""
+    async def cut(self, *, blackhole: bool = False) -> None:
+        """The target becomes unreachable: connections reset, new ones refused; or, with
+        ``blackhole``, silent: every connection open, nothing answered."""
+        if blackhole:
+            self._blackhole = True
+            return
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
+        self._reset_all()
+
+    def _reset_all(self) -> None:
         for writer in list(self._writers):
             with contextlib.suppress(OSError, RuntimeError):
                 transport = writer.transport
@@ -89,9 +108,15 @@ class TcpProxy:
         self._writers.clear()
 
     async def restore(self) -> None:
+        if self._blackhole:
+            # What was dropped broke every stream that was open: reset them all.
+            self._blackhole = False
+            self._reset_all()
+            return
         await self.start()
 
     async def stop(self) -> None:
+        self._blackhole = False
         await self.cut()
 
 

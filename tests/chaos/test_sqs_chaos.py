@@ -1,5 +1,6 @@
 """Chaos for an SQS mapping: the SQS endpoint unreachable for 30 s (a TCP proxy in front
-of moto) while messages keep arriving."""
+of moto) while messages keep arriving — refusing connections, or silent (a blackhole:
+connections held open, nothing answered)."""
 
 from __future__ import annotations
 
@@ -30,8 +31,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.chaos]
 BATCH = 10
 
 
+@pytest.mark.parametrize("blackhole", [False, True], ids=["refused", "blackhole"])
 async def test_sqs_endpoint_unreachable_30s(
-    moto_server: MotoServer, tmp_path: Path, unique_name: str
+    moto_server: MotoServer, tmp_path: Path, unique_name: str, blackhole: bool
 ) -> None:
     proxy = await TcpProxy(moto_server.port).start()
     out = tmp_path / "out"
@@ -40,7 +42,11 @@ async def test_sqs_endpoint_unreachable_30s(
     document: dict[str, Any] = {
         "Settings": {
             "StateStore": f"sqlite:///{tmp_path / 'state.db'}", "MetricsAddress": "127.0.0.1:0",
-            "ShutdownTimeoutSeconds": 5, "Region": "us-east-1", "StallAfterSeconds": 4,
+            # A blackhole must show as "the source does not answer", not through the
+            # records-waiting rule (its SQS sample hangs too): that rule is kept out of
+            # reach with a long StallAfterSeconds.
+            "ShutdownTimeoutSeconds": 5, "Region": "us-east-1",
+            "StallAfterSeconds": 60 if blackhole else 4,
             "Endpoints": {"Sqs": f"http://{proxy.address}"},
         },
         "Functions": {"f": function("sqs_handlers.record", out)},
@@ -66,8 +72,11 @@ async def test_sqs_endpoint_unreachable_30s(
                 await send("before", 30)
                 await _until(lambda: not ledger.lost(bodies()), "the first messages")
                 fault_at = time.monotonic()
-                await proxy.cut()
-                for n in range(6):  # messages keep arriving while pumphouse is cut off
+                await proxy.cut(blackhole=blackhole)
+                # Messages keep arriving while pumphouse is cut off: 30 s, or 40 s of
+                # silence (a long poll's 20 s wait and a margin pass before a receive
+                # counts as unanswered, then the 10 s grace of an unanswering source).
+                for n in range(8 if blackhole else 6):
                     await send(f"during{n}", 5)
                     await asyncio.sleep(5)
                 await proxy.restore()
@@ -86,7 +95,8 @@ async def test_sqs_endpoint_unreachable_30s(
     assert lost == []
     assert duplicates <= BATCH
     record_figures(
-        "SQS endpoint unreachable 30 s", produced=len(ledger.produced), lost=len(lost),
+        "SQS endpoint silent 40 s (blackhole)" if blackhole else "SQS endpoint unreachable 30 s",
+        produced=len(ledger.produced), lost=len(lost),
         duplicates=duplicates,
         stalled_after_s=round(watch.first(lambda o: o.stalled, after=fault_at).at - fault_at, 1),
         recovered_after_s=round(
