@@ -38,11 +38,11 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, ClassVar
 
 from pumphouse.errors import PumphouseError
+from pumphouse.ports import LOOPBACK, free_port
 
 if TYPE_CHECKING:
     from pumphouse.aws import AwsClients
 
-LOOPBACK = "127.0.0.1"
 
 #: Credentials the local servers accept; never real ones.
 LOCAL_CREDENTIALS: Mapping[str, str] = {
@@ -54,14 +54,6 @@ LOCAL_CREDENTIALS: Mapping[str, str] = {
 
 class ServerStartError(PumphouseError):
     """A local server could not be started; the message says which and why."""
-
-
-def free_port() -> int:
-    """A TCP port on the loopback interface that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _port_open(port: int) -> bool:
