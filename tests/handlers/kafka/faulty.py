@@ -1,5 +1,5 @@
 """Chaos handler for Kafka mappings: fails ``FAULT_PERCENT`` % of invocations, each fault
-one of a timeout, an out-of-memory kill, a crash of the worker, or an exception; the
+in turn a timeout, an out-of-memory kill, a crash of the worker, or an exception; the
 other invocations record their records (``RECORD_TO``, one JSON line per record) and
 succeed. A failed invocation records nothing: only finished records are counted."""
 
@@ -23,9 +23,23 @@ def _fault(kind):
     raise RuntimeError("injected failure")
 
 
+KINDS = ("timeout", "oom", "crash", "error")
+
+
+def _next_kind(path):
+    """The kinds take turns (counted in the shared faults file), so every kind happens
+    once four faults have: a run never misses one by chance."""
+    try:
+        with open(path) as seen:
+            done = len(seen.read().split())
+    except FileNotFoundError:
+        done = 0
+    return KINDS[done % len(KINDS)]
+
+
 def handler(event, context):
     if random.random() * 100 < float(os.environ.get("FAULT_PERCENT", "10")):
-        kind = random.choice(["timeout", "oom", "crash", "error"])
+        kind = _next_kind(os.environ["FAULTS_TO"])
         with open(os.environ["FAULTS_TO"], "a") as out:
             out.write(kind + "\n")
         _fault(kind)
