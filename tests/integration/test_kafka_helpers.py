@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 
 import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from handlers.streams.support import read_lines
 
 from pumphouse.config import Config, parse_config
 from pumphouse.service import Service
@@ -148,12 +148,6 @@ async def consume_all(bootstrap: str, topic: str, count: int, within: float = 20
         return found
     finally:
         await consumer.stop()
-
-
-def read_lines(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 async def wait_for(

@@ -75,14 +75,13 @@ def config_yaml(
 
 
 def read_lines(path: Path) -> list[dict[str, Any]]:
-    """Every line the handlers wrote so far."""
+    """Every complete line the handlers wrote so far: a line still being written (no
+    newline yet) is left for the next read."""
     if not path.exists():
         return []
-    lines = []
-    for line in path.read_text().splitlines():
-        if line.strip():
-            lines.append(json.loads(line))
-    return lines
+    text = path.read_text()
+    complete = text[: text.rfind("\n") + 1]
+    return [json.loads(line) for line in complete.splitlines() if line.strip()]
 
 
 def delivered(path: Path) -> list[dict[str, Any]]:
