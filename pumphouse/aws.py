@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
@@ -112,3 +112,23 @@ def error_code(err: BaseException) -> str:
         code = response.get("Error", {}).get("Code", "")
         return str(code)
     return ""
+
+
+QUEUE_MISSING_CODES: Final = frozenset(
+    {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist", "NonExistentQueue"}
+)
+"""The error codes SQS answers for a queue that does not exist (query and JSON protocols)."""
+
+
+def queue_missing(err: BaseException) -> bool:
+    """Whether ``err`` is SQS saying the queue does not exist."""
+    return error_code(err) in QUEUE_MISSING_CODES
+
+
+async def queue_url(sqs: Any, name: str, account: str | None) -> str:
+    """The URL of the queue ``name`` owned by ``account`` (the caller's own when empty)."""
+    kwargs = {"QueueName": name}
+    if account:
+        kwargs["QueueOwnerAWSAccountId"] = account
+    reply = await sqs.get_queue_url(**kwargs)
+    return str(reply["QueueUrl"])

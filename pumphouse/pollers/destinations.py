@@ -62,7 +62,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 import orjson
 import structlog
 
-from pumphouse.aws import error_code
+from pumphouse.aws import error_code, queue_url
 from pumphouse.errors import DestinationError
 from pumphouse.pollers.policy import FailureCondition, GiveUp, ResponseContext
 from pumphouse.retrying import backoff_delay
@@ -568,11 +568,7 @@ class SqsDestination(AwsDestination):
     async def queue_url(self) -> str:
         if self._queue_url is None:
             sqs = await self.clients.client("sqs")
-            kwargs: dict[str, str] = {"QueueName": self.queue_name}
-            if self.account:
-                kwargs["QueueOwnerAWSAccountId"] = self.account
-            response = await sqs.get_queue_url(**kwargs)
-            self._queue_url = str(response["QueueUrl"])
+            self._queue_url = await queue_url(sqs, self.queue_name, self.account)
         return self._queue_url
 
     async def _send(

@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any, Final
 import orjson
 import structlog
 
-from pumphouse.aws import error_code
+from pumphouse.aws import error_code, queue_missing, queue_url
 from pumphouse.errors import SourceError, SourceNotFound, SourceThrottled
 from pumphouse.pollers.batching import (
     AddResult,
@@ -93,9 +93,6 @@ BATCH_ENTRIES: Final = 10
 #: Without MaximumConcurrency, loops are capped by the runtime's slots and by this.
 DEFAULT_MAX_POLLERS: Final = 1000
 
-_QUEUE_MISSING: Final = frozenset(
-    {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist", "NonExistentQueue"}
-)
 _THROTTLED: Final = frozenset(
     {"Throttling", "ThrottlingException", "RequestThrottled", "OverLimit", "KmsThrottled"}
 )
@@ -290,10 +287,7 @@ class SqsPoller:
         where = f"{self._queue_arn}"
         try:
             self._client = await self.ctx.aws.client("sqs")
-            found = await self._client.get_queue_url(
-                QueueName=name, QueueOwnerAWSAccountId=account
-            )
-            url = found["QueueUrl"]
+            url = await queue_url(self._client, name, account)
             reply = await self._client.get_queue_attributes(
                 QueueUrl=url,
                 AttributeNames=["QueueArn", "FifoQueue", "VisibilityTimeout", "RedrivePolicy"],
@@ -307,7 +301,7 @@ class SqsPoller:
 
     def _source_error(self, err: BaseException, operation: str, where: str) -> SourceError:
         code = error_code(err)
-        if code in _QUEUE_MISSING:
+        if queue_missing(err):
             return SourceNotFound(
                 f"SQS queue {where} does not exist (account {self.mapping.account_id}, "
                 f"region {self._region}): create it or fix EventSourceArn"

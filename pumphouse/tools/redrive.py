@@ -38,7 +38,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any, Final
 
-from pumphouse.aws import AwsClients, error_code
+from pumphouse.aws import AwsClients, queue_missing, queue_url
 from pumphouse.config.sources import SourceType, parse_event_source_arn
 
 EXIT_OK: Final = 0
@@ -211,19 +211,15 @@ class Redrive:
 
     async def _queue_url(self, queue: QueueRef, option: str) -> str:
         try:
-            reply = await self.client.get_queue_url(
-                QueueName=queue.name, QueueOwnerAWSAccountId=queue.account
-            )
+            return await queue_url(self.client, queue.name, queue.account)
         except Exception as err:
-            code = error_code(err)
-            if "NonExistentQueue" in code or code == "QueueDoesNotExist":
+            if queue_missing(err):
                 raise RedriveError(
                     f"{option}: queue {queue.arn} does not exist", EXIT_UNAVAILABLE
                 ) from None
             raise RedriveError(
                 f"{option}: cannot reach SQS for {queue.arn}: {err}", EXIT_UNAVAILABLE
             ) from err
-        return str(reply["QueueUrl"])
 
     async def count(self) -> int:
         """``ApproximateNumberOfMessages`` of the DLQ."""
