@@ -147,6 +147,8 @@ COMMIT_RETRY_SECONDS: Final = 0.5
 COMMIT_ATTEMPT_SECONDS: Final = 10.0
 """One commit attempt at most (aiokafka retries retriable errors inside it forever): a
 commit that cannot land is retried by the committer, fenced by generation."""
+MEMBERSHIP_RECHECK_SECONDS: Final = 0.1
+"""How often a partition waiting for this member's place in the group looks again."""
 COMMIT_INTERVAL_SECONDS: Final = 0.02
 """After a commit the committer waits this long, gathering positions for the next one:
 at most ~50 commits a second per mapping, however many batches finish."""
@@ -263,11 +265,15 @@ class OffsetCommitter:
         metrics: MappingMetrics,
         logger: Any,
         generation: Callable[[], Hashable] = lambda: None,
+        member: Callable[[], bool] = lambda: True,
+        confirmed: Callable[[], None] = lambda: None,
     ) -> None:
         self._consumer = consumer
         self._metrics = metrics
         self._log = logger
         self._generation = generation
+        self._member = member
+        self._confirmed = confirmed
         self._fence: CommitFence[Any] = CommitFence()
         self._pending: dict[Any, tuple[int, int]] = {}
         self.committed: dict[Any, int] = {}
@@ -309,6 +315,13 @@ class OffsetCommitter:
                 )
             if not batch:
                 return True
+            if not self._member():  # kafka_positions.py: *membership*
+                self._log.warning(
+                    "commit held: this member lost its place in the group; the next "
+                    "assignment resumes from the broker's committed offsets",
+                    partitions=sorted(f"{tp.topic}-{tp.partition}" for tp in batch),
+                )
+                return False
             for tp in batch:
                 del self._pending[tp]
             offsets = {tp: offset for tp, (offset, _) in batch.items()}
@@ -332,7 +345,30 @@ class OffsetCommitter:
                 return False
             self.committed.update(offsets)
             self._metrics.committed.inc(sum(count for _, count in batch.values()))
+            self._confirmed()
             return True
+
+    async def probe(self) -> bool:
+        """Show that the group still knows this member: commit what is pending, else the
+        last committed offsets again (nothing committed yet: nothing to show)."""
+        if self._pending:
+            return await self.commit()
+        if not self.committed:
+            self._confirmed()
+            return True
+        async with self._lock:
+            try:
+                await asyncio.wait_for(
+                    self._consumer.commit(dict(self.committed)), COMMIT_ATTEMPT_SECONDS
+                )
+            except Exception as err:
+                self._metrics.source_error("commit")
+                self._log.warning(
+                    "membership check failed; records wait", error=describe_kafka_error(err)
+                )
+                return False
+        self._confirmed()
+        return True
 
 
 # ---------------------------------------------------------------------------------------
@@ -595,7 +631,12 @@ class KafkaPoller:
             consumer, metrics=self.metrics, logger=self.log, restart=self._reset_partition
         )
         committer = OffsetCommitter(
-            consumer, metrics=self.metrics, logger=self.log, generation=guard.generation
+            consumer,
+            metrics=self.metrics,
+            logger=self.log,
+            generation=guard.generation,
+            member=guard.member,
+            confirmed=guard.confirmed,
         )
         self.committer = committer
         committer_task: asyncio.Task[None] | None = None
@@ -633,34 +674,57 @@ class KafkaPoller:
             self.log.warning("topic does not exist; waiting for it")
 
     async def _fetch_loop(self) -> None:
-        consumer = self.consumer
-        guard = self.guard
-        assert guard is not None
+        guard, committer = self.guard, self.committer
+        assert guard is not None and committer is not None
+        membership: asyncio.Task[bool] | None = None  # the running membership check
         stopping = self.ctx.stopping
-        next_lag = 0.0
-        while not stopping.is_set():
-            if self._fatal is not None:
-                raise SourceError(
-                    f"a partition task failed: {describe_kafka_error(self._fatal)}"
-                ) from self._fatal
-            try:
-                data = await consumer.getmany(
-                    timeout_ms=POLL_TIMEOUT_MS, max_records=self.fetch_records
-                )
-            except KafkaError as err:
-                self.metrics.source_error("poll")
-                detail = describe_kafka_error(err)
-                raise SourceError(f"polling {self.topic} failed: {detail}") from None
-            if data:
-                self._dispatch(data)
-                # getmany returns at once while aiokafka holds fetched records: let the
-                # partitions run between two chunks instead of after the whole fetch.
-                await asyncio.sleep(0)
-            now = time.monotonic()
-            if now >= next_lag:
-                next_lag = now + LAG_SAMPLE_SECONDS
-                self._sample_lag()
-                await guard.check_positions(list(self.partitions))  # log reset under us
+        next_lag = next_probe = 0.0
+        try:
+            while not stopping.is_set():
+                if self._fatal is not None:
+                    raise SourceError(
+                        f"a partition task failed: {describe_kafka_error(self._fatal)}"
+                    ) from self._fatal
+                data = await self._poll()
+                now = time.monotonic()
+                idle = membership is None or membership.done()
+                if idle and now >= next_probe and guard.unconfirmed():
+                    # In the background, so that a stop stays prompt.
+                    next_probe = now + COMMIT_RETRY_SECONDS
+                    membership = asyncio.create_task(committer.probe(), name="membership")
+                if data and not guard.may_dispatch():
+                    self._hold(data)
+                elif data:
+                    self._dispatch(data)
+                    # getmany returns at once while aiokafka holds fetched records: let the
+                    # partitions run between two chunks instead of after the whole fetch.
+                    await asyncio.sleep(0)
+                if now >= next_lag:
+                    next_lag = now + LAG_SAMPLE_SECONDS
+                    self._sample_lag()
+                    await guard.check_positions(list(self.partitions))  # log reset under us
+        finally:
+            if membership is not None:
+                membership.cancel()
+
+    async def _poll(self) -> Mapping[Any, Sequence[Any]]:
+        try:
+            data: Mapping[Any, Sequence[Any]] = await self.consumer.getmany(
+                timeout_ms=POLL_TIMEOUT_MS, max_records=self.fetch_records
+            )
+        except KafkaError as err:
+            self.metrics.source_error("poll")
+            detail = describe_kafka_error(err)
+            raise SourceError(f"polling {self.topic} failed: {detail}") from None
+        return data
+
+    def _hold(self, data: Mapping[Any, Sequence[Any]]) -> None:
+        """Membership unsure (kafka_positions.py): read these records again later — at
+        the same offsets if the group still knows us, else from the next assignment."""
+        for tp, messages in data.items():
+            if messages and tp in self.partitions:
+                with contextlib.suppress(Exception):  # not assigned any more: nothing to do
+                    self.consumer.seek(tp, messages[0].offset)
 
     def _dispatch(self, data: Mapping[Any, Sequence[Any]]) -> None:
         """Hand the polled records to their partitions (they serialize them)."""
@@ -871,8 +935,14 @@ class KafkaPoller:
         lane = part.lane
         consumer = self.consumer
         log_ = self.log.bind(partition=part.tp.partition)
+        guard = self.guard
+        assert guard is not None
         while not part.closing.is_set():
             part.wakeup.clear()
+            if not guard.may_dispatch():  # kafka_positions.py: *membership*
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(part.wakeup.wait(), MEMBERSHIP_RECHECK_SECONDS)
+                continue
             step = lane.fill(time.monotonic())
             self._report_progress(part)
             if lane.wants_resume:

@@ -10,7 +10,18 @@ there); this module asks the consumer for the numbers and carries them out:
   with nothing and no error) → the poller restarts the partition at the log's
   beginning (``restart``), dropping whatever was recorded at the old positions;
 * :meth:`KafkaPositionGuard.generation` is what fences commits
-  (:class:`~pumphouse.pollers.positions.CommitFence`).
+  (:class:`~pumphouse.pollers.positions.CommitFence`);
+* **membership**: records are handed to the function only while this member holds its
+  place in the group (:meth:`KafkaPositionGuard.may_dispatch`), and commits are sent only
+  then (:meth:`KafkaPositionGuard.member`). A member that lost its place (aiokafka reset
+  its generation: the group no longer knows it) still holds the old fetch positions, and
+  those may point into a different log: a broker that came back empty and a recreated
+  topic take the same offsets again, and an empty group accepts a commit from anyone.
+  Committing them would skip the new log's first records; handing them to the function
+  only makes duplicates. So both wait for the next assignment, whose positions come from
+  the broker. After the group coordinator was lost (the broker went away), a commit
+  must first show that the group still knows this member (:meth:`confirmed`), since the
+  fetcher reconnects before the heartbeat finds out.
 
 The high watermark comes from fetch responses (``consumer.highwater``), which tansu
 reports correctly, unlike ``end_offsets``.
@@ -52,11 +63,36 @@ class KafkaPositionGuard:
         self._restart = restart
         self._assignments = 0
         self._beyond: dict[Any, int] = {}
+        self._unconfirmed = False
 
     def assigned(self) -> None:
         """The group assigned partitions (a new generation for this member)."""
         self._assignments += 1
         self._beyond.clear()
+        self._unconfirmed = False
+
+    def member(self) -> bool:
+        """Whether this member holds a place in the group: aiokafka's generation is one
+        the group gave it (not -1, which it sets when the group no longer knows it)."""
+        coordinator = getattr(self._consumer, "_coordinator", None)
+        generation = getattr(coordinator, "generation", None)
+        return isinstance(generation, int) and generation >= 0
+
+    def may_dispatch(self) -> bool:
+        """Whether polled records may go to the function (module docs: *membership*)."""
+        coordinator = getattr(self._consumer, "_coordinator", None)
+        if coordinator is not None and getattr(coordinator, "coordinator_id", 0) is None:
+            self._unconfirmed = True  # coordinator lost: the broker may have restarted
+        return not self._unconfirmed and self.member()
+
+    def unconfirmed(self) -> bool:
+        """The coordinator was lost and no commit has shown the group still knows us."""
+        self.may_dispatch()
+        return self._unconfirmed and self.member()
+
+    def confirmed(self) -> None:
+        """A commit landed: the group knows this member (with its generation)."""
+        self._unconfirmed = False
 
     def generation(self) -> tuple[Any, int]:
         """aiokafka's group generation (-1 while rejoining) and this member's count of
