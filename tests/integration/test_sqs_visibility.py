@@ -46,32 +46,32 @@ async def test_long_invocation_keeps_its_messages_hidden(
         return build
 
     async with sqs_client(moto_server.url) as sqs:
-        # The mapping starts against a 4 s visibility timeout (>= the function's 4 s
+        # The mapping starts against an 8 s visibility timeout (>= the function's 8 s
         # Timeout, so it is allowed to start) ...
-        url = await create_queue(sqs, unique_name, visibility=4)
+        url = await create_queue(sqs, unique_name, visibility=8)
         config = make_config(
             tmp_path,
             moto_server.url,
             functions={
                 "slow": function(
-                    "sqs_handlers.record", tmp_path, timeout=4, variables={"SLEEP": "3"}
+                    "sqs_handlers.record", tmp_path, timeout=8, variables={"SLEEP": "6"}
                 )
             },
             mappings=[{"FunctionName": "slow", "EventSourceArn": queue_arn(unique_name)}],
         )
         async with running(config, factory=factory) as service:
             await eventually(lambda: bool(pollers) and pollers[0].queue is not None)
-            # ... then the queue's visibility timeout drops to 1 s: each invocation now
+            # ... then the queue's visibility timeout drops to 2 s: each invocation now
             # runs three times as long as a message stays hidden.
-            await sqs.set_queue_attributes(QueueUrl=url, Attributes={"VisibilityTimeout": "1"})
-            await eventually(lambda: pollers[0].visibility_timeout == 1, what="the new VT")
+            await sqs.set_queue_attributes(QueueUrl=url, Attributes={"VisibilityTimeout": "2"})
+            await eventually(lambda: pollers[0].visibility_timeout == 2, what="the new VT")
             await asyncio.sleep(1.2)  # the loop's 1 s long poll now asks for the new VT
             ids = await send_bodies(sqs, url, [f"m{i}" for i in range(5)])
             await eventually(
                 lambda: metric(service, "pumphouse_concurrent_executions", function="slow") >= 1,
                 what="the invocation to start",
             )
-            await asyncio.sleep(2.0)  # twice the visibility timeout, mid-invocation
+            await asyncio.sleep(4.0)  # twice the visibility timeout, mid-invocation
             # Without the heartbeat all five would be visible again by now.
             assert await queue_counts(sqs, url) == (0, 5)
             labels = mapping_labels(service)
