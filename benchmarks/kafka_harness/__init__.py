@@ -180,6 +180,9 @@ class ServiceRun:
         self.done_at: float | None = None
         self.cpu_done: float | None = None
         """This process's CPU seconds (``time.process_time``) at ``done_at``."""
+        self.worker_cpu: float | None = None
+        """CPU seconds the function's workers used from :meth:`start` to ``done_at``."""
+        self._worker_cpu_started = 0.0
         self.done = asyncio.Event()
         self.committed = 0.0
 
@@ -192,6 +195,7 @@ class ServiceRun:
         if self.committed >= self.records and self.done_at is None:
             self.done_at = time.perf_counter()
             self.cpu_done = time.process_time()
+            self.worker_cpu = self._workers_cpu() - self._worker_cpu_started
             self.done.set()
 
     async def start(self) -> float:
@@ -199,11 +203,16 @@ class ServiceRun:
         its poller may run (the clock's start): it has not run a step yet."""
         service = self.service
         await service.start()
+        self._worker_cpu_started = self._workers_cpu()
         started = time.perf_counter()
         metrics = self.metrics
         _hook(metrics.polled, self._polled)
         _hook(metrics.committed, self._committed)
         return started
+
+    def _workers_cpu(self) -> float:
+        runtime = self.service.runtime
+        return sum(cpu_seconds(pid) for pid in runtime.worker_pids()) if runtime else 0.0
 
     @property
     def metrics(self) -> Any:

@@ -542,8 +542,8 @@ class WorkerProcess(ExecutionEnvironment):
         answer_read, answer_write = os.pipe()
         protocol.enlarge_pipe(request_write)
         protocol.enlarge_pipe(answer_write)
-        shared_fd = protocol.create_shared_body()
-        shared_body = None
+        shared = protocol.create_shared_body()
+        shared_body = None if shared is None else shared[1]
         args = [
             sys.executable,
             "-m",
@@ -554,11 +554,10 @@ class WorkerProcess(ExecutionEnvironment):
             function_arn,
         ]
         passed = [request_read, answer_write]
+        if shared is not None:
+            args.append(str(shared[0]))
+            passed.append(shared[0])
         try:
-            if shared_fd >= 0:
-                shared_body = protocol.map_shared_body(shared_fd, writable=True)
-                args.append(str(shared_fd))
-                passed.append(shared_fd)
             proc = subprocess.Popen(
                 args,
                 stdin=subprocess.DEVNULL,

@@ -178,13 +178,14 @@ async def test_response_over_6_mb_is_refused(make_runtime: MakeRuntime) -> None:
 
 
 async def test_events_of_every_size_arrive_whole(make_runtime: MakeRuntime) -> None:
-    """Events from SHARED_BODY_MIN_BYTES on go through the worker's shared body, smaller
-    ones through the pipe: each arrives exactly as sent, a shorter one after a longer
-    one included (nothing of the earlier event is read), up to the largest allowed."""
+    """Events from SHARED_BODY_MIN_BYTES to SHARED_BODY_BYTES go through the worker's
+    shared body, the others through the pipe: each arrives exactly as sent, a shorter
+    one after a longer one included (nothing of the earlier event is read), up to the
+    largest allowed."""
     runtime = make_runtime(spec("handlers.echo", memory_size=512))
-    edge = protocol.SHARED_BODY_MIN_BYTES
+    low, high = protocol.SHARED_BODY_MIN_BYTES, protocol.SHARED_BODY_BYTES
     overhead = len(b'{"data":""}')
-    sizes = [10, edge - 1, edge, 1024 * 1024, edge + 5, 3, protocol.MAX_REQUEST_BYTES]
+    sizes = [10, low - 1, low, high, high + 1, low + 5, 3, protocol.MAX_REQUEST_BYTES, high - 7]
     for size in sizes:
         data = "".join(chr(97 + i % 26) for i in range(size - overhead))
         result = await invoke(runtime, {"data": data})
