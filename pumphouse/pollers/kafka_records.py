@@ -187,7 +187,8 @@ def _make_bulk_encoder(
     The usual record (a value, ``CREATE_TIME``, no headers; a key or not) is formatted
     inline, into a template with its timestamp type and empty headers already in it: no
     call per record but the base64. Every other record goes through ``encode``. Same
-    bytes as ``encode``, ~40 % less time per record (a 200-byte value, measured).
+    bytes as ``encode``, ~0.7 µs a record instead of ~0.95 (a 200-byte value, measured;
+    half of what is left is the base64).
     """
     key_value = head + b'"key":"%b","value":"%b","headers":[]}'
     value_only = head + b'"value":"%b","headers":[]}'
