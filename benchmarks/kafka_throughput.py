@@ -17,7 +17,10 @@ same events, stamped when they happen (see :mod:`kafka_harness`):
 
 * **end to end**: from just before the consumer is created (group join included) to
   the return of the ``OffsetCommit`` that covered the last record;
-* **steady**: from the first ``getmany`` that returned records to that same commit.
+* **steady**: from the first ``getmany`` that returned records to that same commit;
+* **CPU**: the consumer process's CPU time over the end to end span, per record (the
+  service's own process; its workers' CPU is printed apart). On 2 cores shared with
+  the broker and the workers, it is the steadier figure of what a record costs.
 
 ``ROUNDS`` interleaved rounds (raw, pumphouse, raw, ...), so drift hits both alike;
 each figure is the median with the range, and the ratio is taken per round (pumphouse
@@ -43,6 +46,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -99,6 +103,7 @@ async def child_pumphouse(
         spy = None
         try:
             started = await run.start()
+            cpu_started = time.process_time()
             if profile:
                 # Attached while the group is joined; the join is idle, and idle samples
                 # are left out (py-spy's default): the profile is the draining.
@@ -110,9 +115,12 @@ async def child_pumphouse(
                 spy.wait(timeout=60)
             await run.stop()
     assert run.first_polled is not None and run.done_at is not None
+    assert run.cpu_done is not None and run.worker_cpu is not None
     return {
         "total": run.done_at - started,
         "steady": run.done_at - run.first_polled,
+        "cpu": run.cpu_done - cpu_started,
+        "worker_cpu": run.worker_cpu,
         "rss_mb": peak_rss_mb(),
     }
 
@@ -248,10 +256,17 @@ def report(results: dict[str, list[dict[str, Any]]], produce_rate: float) -> Non
         f"produced at {produce_rate:,.0f} rec/s; fetch wait {settings.FetchMaxWaitMs} ms on "
         f"both sides; {rounds} interleaved rounds, median (min-max)"
     )
-    print(f"{'reader':>10} {'end to end rec/s':>28} {'steady rec/s':>28} {'peak RSS MB':>12}")
+    cpu = {k: [1e6 * r["cpu"] / RECORDS for r in v] for k, v in results.items()}
+    print(
+        f"{'reader':>10} {'end to end rec/s':>28} {'steady rec/s':>28} {'CPU µs/rec':>18} "
+        f"{'peak RSS MB':>12}"
+    )
     for mode in ("raw", "pumphouse"):
         rss = max(r["rss_mb"] for r in results[mode])
-        print(f"{mode:>10} {spread(total[mode]):>28} {spread(steady[mode]):>28} {rss:>12.0f}")
+        print(
+            f"{mode:>10} {spread(total[mode]):>28} {spread(steady[mode]):>28} "
+            f"{spread(cpu[mode], '{:.2f}'):>18} {rss:>12.0f}"
+        )
     for name, rates in (("end to end", total), ("steady", steady)):
         paired = [p / r for p, r in zip(rates["pumphouse"], rates["raw"], strict=True)]
         ratio = statistics.median(rates["pumphouse"]) / statistics.median(rates["raw"])
@@ -260,6 +275,12 @@ def report(results: dict[str, list[dict[str, Any]]], produce_rate: float) -> Non
             f"pumphouse / raw, {name}: {ratio:.2f} of the medians; per round "
             f"{spread(paired, '{:.2f}')} (target >= {TARGET_RATIO}: {verdict})"
         )
+    cpu_ratio = statistics.median(cpu["pumphouse"]) / statistics.median(cpu["raw"])
+    workers = [1e6 * r["worker_cpu"] / RECORDS for r in results["pumphouse"]]
+    print(
+        f"CPU per record, pumphouse / raw: {cpu_ratio:.2f} of the medians; pumphouse's "
+        f"workers (no-op handler) used {spread(workers, '{:.2f}')} µs/rec more"
+    )
 
 
 def child_main(argv: list[str]) -> int:

@@ -178,6 +178,11 @@ class ServiceRun:
         self.records = records
         self.first_polled: float | None = None
         self.done_at: float | None = None
+        self.cpu_done: float | None = None
+        """This process's CPU seconds (``time.process_time``) at ``done_at``."""
+        self.worker_cpu: float | None = None
+        """CPU seconds the function's workers used from :meth:`start` to ``done_at``."""
+        self._worker_cpu_started = 0.0
         self.done = asyncio.Event()
         self.committed = 0.0
 
@@ -189,6 +194,8 @@ class ServiceRun:
         self.committed += amount
         if self.committed >= self.records and self.done_at is None:
             self.done_at = time.perf_counter()
+            self.cpu_done = time.process_time()
+            self.worker_cpu = self._workers_cpu() - self._worker_cpu_started
             self.done.set()
 
     async def start(self) -> float:
@@ -196,11 +203,16 @@ class ServiceRun:
         its poller may run (the clock's start): it has not run a step yet."""
         service = self.service
         await service.start()
+        self._worker_cpu_started = self._workers_cpu()
         started = time.perf_counter()
         metrics = self.metrics
         _hook(metrics.polled, self._polled)
         _hook(metrics.committed, self._committed)
         return started
+
+    def _workers_cpu(self) -> float:
+        runtime = self.service.runtime
+        return sum(cpu_seconds(pid) for pid in runtime.worker_pids()) if runtime else 0.0
 
     @property
     def metrics(self) -> Any:
@@ -226,10 +238,12 @@ async def raw_drain(
     each returned batch in one loop, touching no record, until ``records`` were read.
     Times as :class:`ServiceRun` does: ``total`` from just before the consumer is
     created, ``steady`` from the first ``getmany`` that returned records, both to the
-    return of the commit that covered the last record."""
+    return of the commit that covered the last record; ``cpu``: this process's CPU
+    seconds over ``total``."""
     from aiokafka import AIOKafkaConsumer
 
     options = raw_consumer_options(bootstrap, settings)
+    cpu_started = time.process_time()
     started = time.perf_counter()
     consumer = AIOKafkaConsumer(topic, **options)
     await consumer.start()
@@ -248,10 +262,16 @@ async def raw_drain(
                 offsets[tp] = messages[-1].offset + 1
             await consumer.commit(offsets)
         ended = time.perf_counter()
+        cpu = time.process_time() - cpu_started
     finally:
         await consumer.stop()
     assert first is not None
-    return {"total": ended - started, "steady": ended - first, "rss_mb": peak_rss_mb()}
+    return {
+        "total": ended - started,
+        "steady": ended - first,
+        "cpu": cpu,
+        "rss_mb": peak_rss_mb(),
+    }
 
 
 # ---------------------------------------------------------------------------------------

@@ -747,13 +747,9 @@ class KafkaPoller:
 
     def _preparer(self, encoder: FragmentEncoder) -> Prepare:
         """Serialize a partition's records, applying the filters (None: filtered out)."""
-        encode = encoder.encode
         if self.filters.is_empty:
-
-            def encode_all(messages: Sequence[KafkaMessage]) -> list[bytes | None]:
-                return [encode(m) for m in messages]
-
-            return encode_all
+            return encoder.encode_all
+        encode = encoder.encode
         matches = self.filters.matches
         filtered_out = self.metrics.filtered_out
 

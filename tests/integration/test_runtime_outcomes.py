@@ -9,9 +9,10 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
-from pumphouse.runtime import FunctionSpec, InvocationResult, Outcome, Runtime
+from pumphouse.runtime import FunctionSpec, InvocationResult, Outcome, Runtime, protocol
 from pumphouse.runtime.process import FunctionLogLine
 from pumphouse.telemetry.metrics import Metrics
 from pumphouse.testing import sample_event
@@ -174,6 +175,43 @@ async def test_response_over_6_mb_is_refused(make_runtime: MakeRuntime) -> None:
     assert result.error is not None
     assert result.error["errorType"] == "Function.ResponseSizeTooLarge"
     assert "exceeded maximum allowed payload size (6291556 bytes)" in result.error["errorMessage"]
+
+
+async def test_events_of_every_size_arrive_whole(make_runtime: MakeRuntime) -> None:
+    """Events from SHARED_BODY_MIN_BYTES to SHARED_BODY_BYTES go through the worker's
+    shared body, the others through the pipe: each arrives exactly as sent, a shorter
+    one after a longer one included (nothing of the earlier event is read), up to the
+    largest allowed."""
+    runtime = make_runtime(spec("handlers.echo", memory_size=512))
+    low, high = protocol.SHARED_BODY_MIN_BYTES, protocol.SHARED_BODY_BYTES
+    overhead = len(b'{"data":""}')
+    sizes = [10, low - 1, low, high, high + 1, low + 5, 3, protocol.MAX_REQUEST_BYTES, high - 7]
+    for size in sizes:
+        data = "".join(chr(97 + i % 26) for i in range(size - overhead))
+        result = await invoke(runtime, {"data": data})
+        assert result.outcome is Outcome.SUCCESS, (size, result.error)
+        assert result.payload == {"data": data}
+    [pid] = runtime.worker_pids()  # one warm worker took them all
+    maps = Path(f"/proc/{pid}/maps").read_text()  # noqa: ASYNC240 - a procfs read, instant
+    assert "memfd:pumphouse-event" in maps
+
+
+async def test_large_event_with_extra_meta(make_runtime: MakeRuntime, tmp_path: Path) -> None:
+    """The meta of an event in the shared body keeps its other fields (client context)."""
+    code = write(
+        tmp_path,
+        "app.py",
+        "def handler(event, context):\n"
+        "    return [context.aws_request_id, context.client_context.custom, event]\n",
+    )
+    runtime = make_runtime(spec("app.handler", code_uri=code))
+    event = {"pad": "p" * protocol.SHARED_BODY_MIN_BYTES}
+    pool = runtime._pool("fn")
+    result = await pool.invoke(
+        "req-1", orjson.dumps(event), extra_meta={"client_context": {"custom": {"a": 1}}}
+    )
+    assert result.outcome is Outcome.SUCCESS, result.error
+    assert result.payload == ["req-1", {"a": 1}, event]
 
 
 async def test_request_over_6_mb_is_a_service_error(make_runtime: MakeRuntime) -> None:

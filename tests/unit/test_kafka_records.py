@@ -118,10 +118,37 @@ def test_fast_encoder_matches_the_dict_shape(
     headers: list[tuple[str, bytes | None]],
 ) -> None:
     message = Msg(topic, partition, offset, timestamp, timestamp_type, key, value, tuple(headers))
-    fragment = FragmentEncoder(topic, partition).encode(message)
+    encoder = FragmentEncoder(topic, partition)
+    fragment = encoder.encode(message)
     expected = record_dict(message)
     assert orjson.loads(fragment) == expected
     assert fragment == orjson.dumps(expected)  # byte for byte, key order included
+    assert encoder.encode_all([message]) == [fragment]
+
+
+record_strategy = st.builds(
+    Msg,
+    topic=st.just("orders"),
+    partition=st.just(1),
+    offset=st.integers(0, 2**62),
+    timestamp=st.integers(-1, 2**45),
+    # Mostly the bulk encoder's inline shape (CREATE_TIME, no headers, a value), so
+    # that runs mix it with the other shapes.
+    timestamp_type=st.sampled_from([0, 0, 0, 1, -1]),
+    key=st.one_of(st.none(), st.binary(max_size=40)),
+    value=st.one_of(st.binary(max_size=300), st.binary(max_size=300), st.none()),
+    headers=st.one_of(st.just(()), headers_strategy.map(tuple)),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(messages=st.lists(record_strategy, max_size=12))
+def test_bulk_encoder_matches_the_dict_shape(messages: list[Msg]) -> None:
+    """``encode_all`` (the poller's hot path) is ``encode`` of each record, in order."""
+    encoder = FragmentEncoder("orders", 1)
+    fragments = encoder.encode_all(messages)
+    assert fragments == [orjson.dumps(record_dict(m)) for m in messages]
+    assert fragments == [encoder.encode(m) for m in messages]
 
 
 def test_header_bytes_are_signed_as_aws_delivers_them() -> None:
