@@ -136,8 +136,14 @@ log = structlog.get_logger("pumphouse.pollers.kafka")
 SELF_MANAGED_EVENT_SOURCE: Final = "SelfManagedKafka"
 MSK_EVENT_SOURCE: Final = "aws:kafka"
 
-POLL_TIMEOUT_MS: Final = 200
-"""How long one ``getmany`` waits for records; also bounds how fast a stop is noticed."""
+IDLE_POLL_MS: Final = 1_000
+"""How long the fetch loop waits for records when none are buffered (a stop or records
+arriving end the wait at once): an idle mapping's loop wakes once a second, to sample
+the lag."""
+FETCHER_TIMEOUT_MS: Final = 1_000
+"""aiokafka's ``consumer_timeout_ms``: the longest its fetch task sleeps when nothing
+happens. Its default (200 ms) wakes an idle consumer five times a second for nothing:
+answers, assignments, seeks, pauses and consumed records wake it anyway."""
 MIN_FETCH_RECORDS: Final = 1_000
 """``getmany`` takes up to this many records (more with a larger BatchSize): a whole
 fetch response in one call, so aiokafka sends the next fetch at once."""
@@ -554,6 +560,7 @@ class KafkaPoller:
             "auto_offset_reset": reset,
             "max_poll_records": self.fetch_records,
             "fetch_max_wait_ms": self.consumer_settings.FetchMaxWaitMs,
+            "consumer_timeout_ms": FETCHER_TIMEOUT_MS,
             **self.consumer_settings.aiokafka_options(),
             **self.security.aiokafka_options(),
         }
@@ -633,34 +640,55 @@ class KafkaPoller:
             self.log.warning("topic does not exist; waiting for it")
 
     async def _fetch_loop(self) -> None:
-        consumer = self.consumer
         guard = self.guard
         assert guard is not None
         stopping = self.ctx.stopping
+        stop_waiter = asyncio.ensure_future(stopping.wait())
         next_lag = 0.0
-        while not stopping.is_set():
-            if self._fatal is not None:
-                raise SourceError(
-                    f"a partition task failed: {describe_kafka_error(self._fatal)}"
-                ) from self._fatal
-            try:
-                data = await consumer.getmany(
-                    timeout_ms=POLL_TIMEOUT_MS, max_records=self.fetch_records
+        try:
+            while not stopping.is_set():
+                if self._fatal is not None:
+                    raise SourceError(
+                        f"a partition task failed: {describe_kafka_error(self._fatal)}"
+                    ) from self._fatal
+                await self._poll_once(stop_waiter)
+                now = time.monotonic()
+                if now >= next_lag:
+                    next_lag = now + LAG_SAMPLE_SECONDS
+                    self._sample_lag()
+                    await guard.check_positions(list(self.partitions))  # log reset under us
+        finally:
+            stop_waiter.cancel()
+
+    async def _poll_once(self, stop_waiter: asyncio.Future[Any]) -> None:
+        """Take what aiokafka holds; with nothing held, wait up to ``IDLE_POLL_MS`` for
+        records, a stop ending the wait at once."""
+        consumer = self.consumer
+        try:
+            data = await consumer.getmany(timeout_ms=0, max_records=self.fetch_records)
+            if not data:
+                poll = asyncio.ensure_future(
+                    consumer.getmany(timeout_ms=IDLE_POLL_MS, max_records=self.fetch_records)
                 )
-            except KafkaError as err:
-                self.metrics.source_error("poll")
-                detail = describe_kafka_error(err)
-                raise SourceError(f"polling {self.topic} failed: {detail}") from None
-            if data:
-                self._dispatch(data)
-                # getmany returns at once while aiokafka holds fetched records: let the
-                # partitions run between two chunks instead of after the whole fetch.
-                await asyncio.sleep(0)
-            now = time.monotonic()
-            if now >= next_lag:
-                next_lag = now + LAG_SAMPLE_SECONDS
-                self._sample_lag()
-                await guard.check_positions(list(self.partitions))  # log reset under us
+                try:
+                    await asyncio.wait((poll, stop_waiter), return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    if not poll.done():  # stopping: the records stay with aiokafka
+                        poll.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await poll
+                if poll.cancelled():
+                    return
+                data = poll.result()
+        except KafkaError as err:
+            self.metrics.source_error("poll")
+            detail = describe_kafka_error(err)
+            raise SourceError(f"polling {self.topic} failed: {detail}") from None
+        if data:
+            self._dispatch(data)
+            # getmany returns at once while aiokafka holds fetched records: let the
+            # partitions run between two chunks instead of after the whole fetch.
+            await asyncio.sleep(0)
 
     def _dispatch(self, data: Mapping[Any, Sequence[Any]]) -> None:
         """Hand the polled records to their partitions (they serialize them)."""
