@@ -92,6 +92,10 @@ receive is abandoned as unanswered (the client's own read timeout is a minute)."
 BATCH_ENTRIES: Final = 10
 #: Without MaximumConcurrency, loops are capped by the runtime's slots and by this.
 DEFAULT_MAX_POLLERS: Final = 1000
+IDLE_SAMPLES_SKIPPED: Final = 5
+"""While a queue is idle — its last sample all zeros and nothing received since — the
+sampler reads it only every ``IDLE_SAMPLES_SKIPPED + 1``-th tick (every 30 s instead of
+5 s): an idle mapping's calls then are its long polls."""
 
 _QUEUE_MISSING: Final = frozenset(
     {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist", "NonExistentQueue"}
@@ -280,6 +284,8 @@ class SqsPoller:
         self._fatal: BaseException | None = None
         self._fifo = False
         self._limits = BatchLimits(max_records=self._batch_size, window_seconds=self._window)
+        self._received = 0
+        """Messages received so far (the queue sampler: has anything arrived?)."""
 
     # -- start -----------------------------------------------------------------------
 
@@ -479,6 +485,7 @@ class SqsPoller:
             self._log.info("receive recovered")
         now = time.monotonic()
         if messages:
+            self._received += len(messages)
             if len(messages) >= want and not self._halt.is_set() and self.scaler.on_full(now):
                 self._spawn_loop()
             loop.pending_ack = await self._take_in(
@@ -892,7 +899,14 @@ class SqsPoller:
             "ApproximateNumberOfMessagesNotVisible": metrics.sqs_backlog("in_flight"),
             "ApproximateNumberOfMessagesDelayed": metrics.sqs_backlog("delayed"),
         }
+        skipped = 0
+        idle_since: int | None = None  # messages received when a sample was all zeros
         while not self._halt.is_set():
+            if idle_since == self._received and skipped < IDLE_SAMPLES_SKIPPED:
+                skipped += 1  # idle: nothing to see but zeros (IDLE_SAMPLES_SKIPPED)
+                await self._sleep(self._sample_interval)
+                continue
+            skipped, idle_since, received = 0, None, self._received
             try:
                 reply = await self._client.get_queue_attributes(
                     QueueUrl=self.queue.url, AttributeNames=[*gauges, "VisibilityTimeout"]
@@ -910,6 +924,8 @@ class SqsPoller:
                 visible = int(attributes.get("ApproximateNumberOfMessages", 0))  # progress.py
                 self.ctx.status.progress.work("queue", visible > 0, time.time())
                 self._visibility_changed(attributes.get("VisibilityTimeout"))
+                if all(int(attributes.get(name, 0)) == 0 for name in gauges):
+                    idle_since = received
             await self._sleep(self._sample_interval)
 
     def _visibility_changed(self, value: str | None) -> None:
