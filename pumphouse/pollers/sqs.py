@@ -92,6 +92,11 @@ receive is abandoned as unanswered (the client's own read timeout is a minute)."
 BATCH_ENTRIES: Final = 10
 #: Without MaximumConcurrency, loops are capped by the runtime's slots and by this.
 DEFAULT_MAX_POLLERS: Final = 1000
+SURPLUS_WAIT_SECONDS: Final = 2
+"""The long poll of a surplus loop (see ``_Loop``). The loops' long polls end together
+and the scaler lets one loop go per second: the others ask again after this short poll
+(longer than that second, or the next one back would be turned down too), so an idle
+mapping is down to one loop within seconds instead of one loop per 20 s poll."""
 IDLE_SAMPLES_SKIPPED: Final = 5
 """While a queue is idle — its last sample all zeros and nothing received since — the
 sampler reads it only every ``IDLE_SAMPLES_SKIPPED + 1``-th tick (every 30 s instead of
@@ -153,15 +158,17 @@ class Item:
 
 class _Loop:
     """One receive loop: its open batch (its own, or the shared one), the delete still
-    running for its last batch, and its receive failures in a row."""
+    running for its last batch, its receive failures in a row, and whether it is surplus
+    (its last long poll came back empty but the scaler let another loop go first)."""
 
-    __slots__ = ("failures", "id", "pending_ack", "slot")
+    __slots__ = ("failures", "id", "pending_ack", "slot", "surplus")
 
     def __init__(self, loop_id: int, slot: OpenBatch) -> None:
         self.id = loop_id
         self.slot = slot
         self.pending_ack: asyncio.Task[None] | None = None
         self.failures = 0
+        self.surplus = False
 
 
 class _FifoGate:
@@ -466,6 +473,8 @@ class SqsPoller:
         owns = loop.slot.owner == loop.id or self._shared is None
         deadline = batcher.deadline if owns else None
         wait = receive_wait_seconds(deadline, time.monotonic(), longest=self._max_wait)
+        if loop.surplus:
+            wait = min(wait, SURPLUS_WAIT_SECONDS)
         want = max(1, min(MAX_RECEIVE, self._batch_size - len(batcher)))
         try:
             messages, hold = await self._receive(want, wait)
@@ -484,6 +493,7 @@ class SqsPoller:
             loop.failures = 0
             self._log.info("receive recovered")
         now = time.monotonic()
+        loop.surplus = False
         if messages:
             self._received += len(messages)
             if len(messages) >= want and not self._halt.is_set() and self.scaler.on_full(now):
@@ -491,8 +501,10 @@ class SqsPoller:
             loop.pending_ack = await self._take_in(
                 messages, hold, loop.slot, loop.id, loop.pending_ack
             )
-        elif wait >= 1 and len(batcher) == 0 and self.scaler.on_empty(now):
-            return False
+        elif wait >= 1 and len(batcher) == 0:
+            if self.scaler.on_empty(now):
+                return False
+            loop.surplus = self.scaler.target > self.scaler.minimum
         if loop.slot.batcher.due(time.monotonic()):
             await self._close_batch(loop)
         return True
