@@ -44,7 +44,9 @@ from pumphouse.devstack import DevStack, create_resources, free_port, localize, 
 SQS = 20
 KAFKA = 20
 KINESIS = 10
-WARMUP = 15.0
+WARMUP = 30.0
+"""An SQS mapping starts with five receive loops and is down to one only after its first
+20 s long polls came back empty: idle is measured after that."""
 SAMPLE = 30.0
 TARGET_RSS_MB = 150.0
 TARGET_CPU = 2.0
