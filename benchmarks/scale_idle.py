@@ -9,12 +9,19 @@ Python function. ``pumphouse run`` runs as its own process; once every mapping i
 
 * the service's RSS and its CPU time (user + system, from ``/proc``), as % of one core;
 * Redis commands per second (``INFO stats`` before and after);
+* wakeups per second: the process's voluntary context switches (every thread, from
+  ``/proc``), i.e. how often it went to sleep — each wait of the event loop that ended
+  in a timer or a socket counts one;
 * the same figures for the same service with **no mappings**, measured in the same run:
   the baseline, so the ratio is what the 50 idle mappings add.
 
+With ``--by-kind`` the same service also runs with only the SQS, only the Kafka and only
+the Kinesis mappings (each its own run, ~1 minute more each), and a second table says
+what each kind adds over the baseline, in total and per mapping.
+
 Targets: RSS <= 150 MB and CPU <= 2 % of one core with 50 idle mappings.
 
-Run: ``.venv/bin/python benchmarks/scale_idle.py``
+Run: ``.venv/bin/python benchmarks/scale_idle.py [--by-kind]``
 """
 
 from __future__ import annotations
@@ -37,7 +44,9 @@ from pumphouse.devstack import DevStack, create_resources, free_port, localize, 
 SQS = 20
 KAFKA = 20
 KINESIS = 10
-WARMUP = 15.0
+WARMUP = 30.0
+"""An SQS mapping starts with five receive loops and is down to one only after its first
+20 s long polls came back empty: idle is measured after that."""
 SAMPLE = 30.0
 TARGET_RSS_MB = 150.0
 TARGET_CPU = 2.0
@@ -45,7 +54,16 @@ HANDLERS = Path(__file__).resolve().parent.parent / "tests" / "handlers" / "basi
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def config_text(*, mappings: bool, metrics_port: int, redis_port: int) -> str:
+KINDS = ("sqs", "kafka", "kinesis")
+
+
+def config_text(
+    *,
+    mappings: bool,
+    metrics_port: int,
+    redis_port: int,
+    kinds: tuple[str, ...] = KINDS,
+) -> str:
     account, region = "000000000000", "us-east-1"
     lines = [
         "Settings:",
@@ -61,12 +79,12 @@ def config_text(*, mappings: bool, metrics_port: int, redis_port: int) -> str:
     ]
     if not mappings:
         return "\n".join(lines) + "\n"
-    for i in range(SQS):
+    for i in range(SQS if "sqs" in kinds else 0):
         lines += [
             "  - FunctionName: noop",
             f"    EventSourceArn: arn:aws:sqs:{region}:{account}:idle-{i:02d}",
         ]
-    for i in range(KAFKA):
+    for i in range(KAFKA if "kafka" in kinds else 0):
         lines += [
             "  - FunctionName: noop",
             "    SelfManagedEventSource:",
@@ -75,7 +93,7 @@ def config_text(*, mappings: bool, metrics_port: int, redis_port: int) -> str:
             "    StartingPosition: LATEST",
             "    Kafka: {FetchMaxWaitMs: 500}",
         ]
-    for i in range(KINESIS):
+    for i in range(KINESIS if "kinesis" in kinds else 0):
         lines += [
             "  - FunctionName: noop",
             f"    EventSourceArn: arn:aws:kinesis:{region}:{account}:stream/idle-{i:02d}",
@@ -94,6 +112,20 @@ def _get(url: str) -> Any:
 def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def _sleeps(pid: int) -> int:
+    """Voluntary context switches of every thread of ``pid`` (times it went to sleep)."""
+    total = 0
+    for status in Path(f"/proc/{pid}/task").glob("*/status"):
+        try:
+            text = status.read_text()
+        except OSError:  # the thread ended
+            continue
+        for line in text.splitlines():
+            if line.startswith("voluntary_ctxt_switches:"):
+                total += int(line.split()[1])
+    return total
 
 
 def _rss_mb(pid: int) -> float:
@@ -121,9 +153,18 @@ def measure(stack: DevStack, config: Any, env: dict[str, str], label: str) -> di
         path = Path(tmp) / "pumphouse.yaml"
         path.write_text(config.to_yaml())
         proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / "pumphouse"), "--log-level", "warning", "run", "-c",
-             str(path)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp,
+            [
+                str(Path(sys.executable).parent / "pumphouse"),
+                "--log-level",
+                "warning",
+                "run",
+                "-c",
+                str(path),
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            cwd=tmp,
         )
         try:
             deadline = time.monotonic() + 120
@@ -143,8 +184,10 @@ def measure(stack: DevStack, config: Any, env: dict[str, str], label: str) -> di
                 time.sleep(0.5)
             time.sleep(WARMUP)
             cpu0, cmd0, t0 = _cpu_seconds(proc.pid), _redis_commands(stack), time.monotonic()
+            sleeps0 = _sleeps(proc.pid)
             time.sleep(SAMPLE)
             cpu1, cmd1, t1 = _cpu_seconds(proc.pid), _redis_commands(stack), time.monotonic()
+            sleeps1 = _sleeps(proc.pid)
             rss = _rss_mb(proc.pid)
         finally:
             proc.send_signal(signal.SIGTERM)
@@ -157,15 +200,38 @@ def measure(stack: DevStack, config: Any, env: dict[str, str], label: str) -> di
         "cpu": 100.0 * (cpu1 - cpu0) / elapsed,
         "rss": rss,
         "redis": (cmd1 - cmd0) / elapsed,
+        "wakeups": (sleeps1 - sleeps0) / elapsed,
     }
 
 
+ROWS = (
+    ("CPU, % of one core", "cpu", TARGET_CPU),
+    ("RSS, MB", "rss", TARGET_RSS_MB),
+    ("Redis commands/s", "redis", None),
+    ("wakeups/s", "wakeups", None),
+)
+
+
+def by_kind_table(base: dict[str, float], kinds: dict[str, dict[str, float]]) -> None:
+    """What each kind of mapping adds over the baseline, in total and per mapping."""
+    counts = {"sqs": SQS, "kafka": KAFKA, "kinesis": KINESIS}
+    print("by kind (each its own run; added over no mappings, total / per mapping):")
+    for title, key, _ in ROWS:
+        cells = []
+        for kind, figures in kinds.items():
+            added = figures[key] - base[key]
+            cells.append(f"{kind} {added:8.2f} / {added / counts[kind]:6.3f}")
+        print(f"  {title:20s} " + "   ".join(cells))
+
+
 def main() -> None:
+    by_kind = "--by-kind" in sys.argv[1:]
     redis_port = free_port()
     full = parse_config(config_text(mappings=True, metrics_port=free_port(), redis_port=redis_port))
     empty = parse_config(
         config_text(mappings=False, metrics_port=free_port(), redis_port=redis_port)
     )
+    kinds: dict[str, dict[str, float]] = {}
     stack = DevStack(plan_for(full))
     stack.start(account_id="000000000000", redis_port=redis_port)
     try:
@@ -175,24 +241,30 @@ def main() -> None:
         local = localize(full, stack, arns)
         base = measure(stack, localize(empty, stack, {}), env, "no mappings")
         idle = measure(stack, local, env, "50 mappings")
+        for kind in KINDS if by_kind else ():
+            text = config_text(
+                mappings=True, metrics_port=free_port(), redis_port=redis_port, kinds=(kind,)
+            )
+            kinds[kind] = measure(stack, localize(parse_config(text), stack, arns), env, kind)
     finally:
         stack.stop()
-    print(f"idle cost: {SQS} SQS + {KAFKA} Kafka (fetch wait 500 ms) + {KINESIS} Kinesis "
-          f"mappings, {SAMPLE:.0f} s sample after {WARMUP:.0f} s")
-    rows = [
-        ("CPU, % of one core", "cpu", TARGET_CPU),
-        ("RSS, MB", "rss", TARGET_RSS_MB),
-        ("Redis commands/s", "redis", None),
-    ]
+    print(
+        f"idle cost: {SQS} SQS + {KAFKA} Kafka (fetch wait 500 ms) + {KINESIS} Kinesis "
+        f"mappings, {SAMPLE:.0f} s sample after {WARMUP:.0f} s"
+    )
     missed = []
-    for title, key, target in rows:
+    for title, key, target in ROWS:
         ratio = idle[key] / base[key] if base[key] else float("inf")
         verdict = "" if target is None else ("OK" if idle[key] <= target else "MISSED")
         goal = "" if target is None else f"(target <= {target:g})"
-        print(f"  {title:20s} 50 mappings {idle[key]:8.2f}  no mappings {base[key]:8.2f}  "
-              f"ratio {ratio:6.2f}  {goal} {verdict}")
+        print(
+            f"  {title:20s} 50 mappings {idle[key]:8.2f}  no mappings {base[key]:8.2f}  "
+            f"ratio {ratio:6.2f}  {goal} {verdict}"
+        )
         if verdict == "MISSED":
             missed.append(title)
+    if kinds:
+        by_kind_table(base, kinds)
     if missed:
         print("missed: " + ", ".join(missed))
 

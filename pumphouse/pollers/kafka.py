@@ -136,8 +136,14 @@ log = structlog.get_logger("pumphouse.pollers.kafka")
 SELF_MANAGED_EVENT_SOURCE: Final = "SelfManagedKafka"
 MSK_EVENT_SOURCE: Final = "aws:kafka"
 
-POLL_TIMEOUT_MS: Final = 200
-"""How long one ``getmany`` waits for records; also bounds how fast a stop is noticed."""
+IDLE_POLL_MS: Final = 1_000
+"""How long the fetch loop waits for records when none are buffered (a stop or records
+arriving end the wait at once): an idle mapping's loop wakes once a second, to sample
+the lag."""
+FETCHER_TIMEOUT_MS: Final = 1_000
+"""aiokafka's ``consumer_timeout_ms``: the longest its fetch task sleeps when nothing
+happens. Its default (200 ms) wakes an idle consumer five times a second for nothing:
+answers, assignments, seeks, pauses and consumed records wake it anyway."""
 MIN_FETCH_RECORDS: Final = 1_000
 """``getmany`` takes up to this many records (more with a larger BatchSize): a whole
 fetch response in one call, so aiokafka sends the next fetch at once."""
@@ -590,6 +596,7 @@ class KafkaPoller:
             "auto_offset_reset": reset,
             "max_poll_records": self.fetch_records,
             "fetch_max_wait_ms": self.consumer_settings.FetchMaxWaitMs,
+            "consumer_timeout_ms": FETCHER_TIMEOUT_MS,
             **self.consumer_settings.aiokafka_options(),
             **self.security.aiokafka_options(),
         }
@@ -678,6 +685,7 @@ class KafkaPoller:
         assert guard is not None and committer is not None
         membership: asyncio.Task[bool] | None = None  # the running membership check
         stopping = self.ctx.stopping
+        stop_waiter = asyncio.ensure_future(stopping.wait())
         next_lag = next_probe = 0.0
         try:
             while not stopping.is_set():
@@ -685,7 +693,7 @@ class KafkaPoller:
                     raise SourceError(
                         f"a partition task failed: {describe_kafka_error(self._fatal)}"
                     ) from self._fatal
-                data = await self._poll()
+                data = await self._poll(stop_waiter)
                 now = time.monotonic()
                 idle = membership is None or membership.done()
                 if idle and now >= next_probe and guard.unconfirmed():
@@ -704,14 +712,32 @@ class KafkaPoller:
                     self._sample_lag()
                     await guard.check_positions(list(self.partitions))  # log reset under us
         finally:
+            stop_waiter.cancel()
             if membership is not None:
                 membership.cancel()
 
-    async def _poll(self) -> Mapping[Any, Sequence[Any]]:
+    async def _poll(self, stop_waiter: asyncio.Future[Any]) -> Mapping[Any, Sequence[Any]]:
+        """Take what aiokafka holds; with nothing held, wait up to ``IDLE_POLL_MS`` for
+        records, a stop ending the wait at once."""
+        consumer = self.consumer
         try:
-            data: Mapping[Any, Sequence[Any]] = await self.consumer.getmany(
-                timeout_ms=POLL_TIMEOUT_MS, max_records=self.fetch_records
+            data: Mapping[Any, Sequence[Any]] = await consumer.getmany(
+                timeout_ms=0, max_records=self.fetch_records
             )
+            if not data:
+                poll = asyncio.ensure_future(
+                    consumer.getmany(timeout_ms=IDLE_POLL_MS, max_records=self.fetch_records)
+                )
+                try:
+                    await asyncio.wait((poll, stop_waiter), return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    if not poll.done():  # stopping: the records stay with aiokafka
+                        poll.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await poll
+                if poll.cancelled():
+                    return {}
+                data = poll.result()
         except KafkaError as err:
             self.metrics.source_error("poll")
             detail = describe_kafka_error(err)

@@ -92,6 +92,15 @@ receive is abandoned as unanswered (the client's own read timeout is a minute)."
 BATCH_ENTRIES: Final = 10
 #: Without MaximumConcurrency, loops are capped by the runtime's slots and by this.
 DEFAULT_MAX_POLLERS: Final = 1000
+SURPLUS_WAIT_SECONDS: Final = 2
+"""The long poll of a surplus loop (see ``_Loop``). The loops' long polls end together
+and the scaler lets one loop go per second: the others ask again after this short poll
+(longer than that second, or the next one back would be turned down too), so an idle
+mapping is down to one loop within seconds instead of one loop per 20 s poll."""
+IDLE_SAMPLES_SKIPPED: Final = 5
+"""While a queue is idle — its last sample all zeros and nothing received since — the
+sampler reads it only every ``IDLE_SAMPLES_SKIPPED + 1``-th tick (every 30 s instead of
+5 s): an idle mapping's calls then are its long polls."""
 
 _THROTTLED: Final = frozenset(
     {"Throttling", "ThrottlingException", "RequestThrottled", "OverLimit", "KmsThrottled"}
@@ -146,15 +155,17 @@ class Item:
 
 class _Loop:
     """One receive loop: its open batch (its own, or the shared one), the delete still
-    running for its last batch, and its receive failures in a row."""
+    running for its last batch, its receive failures in a row, and whether it is surplus
+    (its last long poll came back empty but the scaler let another loop go first)."""
 
-    __slots__ = ("failures", "id", "pending_ack", "slot")
+    __slots__ = ("failures", "id", "pending_ack", "slot", "surplus")
 
     def __init__(self, loop_id: int, slot: OpenBatch) -> None:
         self.id = loop_id
         self.slot = slot
         self.pending_ack: asyncio.Task[None] | None = None
         self.failures = 0
+        self.surplus = False
 
 
 class _FifoGate:
@@ -277,6 +288,8 @@ class SqsPoller:
         self._fatal: BaseException | None = None
         self._fifo = False
         self._limits = BatchLimits(max_records=self._batch_size, window_seconds=self._window)
+        self._received = 0
+        """Messages received so far (the queue sampler: has anything arrived?)."""
 
     # -- start -----------------------------------------------------------------------
 
@@ -454,6 +467,8 @@ class SqsPoller:
         owns = loop.slot.owner == loop.id or self._shared is None
         deadline = batcher.deadline if owns else None
         wait = receive_wait_seconds(deadline, time.monotonic(), longest=self._max_wait)
+        if loop.surplus:
+            wait = min(wait, SURPLUS_WAIT_SECONDS)
         want = max(1, min(MAX_RECEIVE, self._batch_size - len(batcher)))
         try:
             messages, hold = await self._receive(want, wait)
@@ -472,14 +487,18 @@ class SqsPoller:
             loop.failures = 0
             self._log.info("receive recovered")
         now = time.monotonic()
+        loop.surplus = False
         if messages:
+            self._received += len(messages)
             if len(messages) >= want and not self._halt.is_set() and self.scaler.on_full(now):
                 self._spawn_loop()
             loop.pending_ack = await self._take_in(
                 messages, hold, loop.slot, loop.id, loop.pending_ack
             )
-        elif wait >= 1 and len(batcher) == 0 and self.scaler.on_empty(now):
-            return False
+        elif wait >= 1 and len(batcher) == 0:
+            if self.scaler.on_empty(now):
+                return False
+            loop.surplus = self.scaler.target > self.scaler.minimum
         if loop.slot.batcher.due(time.monotonic()):
             await self._close_batch(loop)
         return True
@@ -886,7 +905,14 @@ class SqsPoller:
             "ApproximateNumberOfMessagesNotVisible": metrics.sqs_backlog("in_flight"),
             "ApproximateNumberOfMessagesDelayed": metrics.sqs_backlog("delayed"),
         }
+        skipped = 0
+        idle_since: int | None = None  # messages received when a sample was all zeros
         while not self._halt.is_set():
+            if idle_since == self._received and skipped < IDLE_SAMPLES_SKIPPED:
+                skipped += 1  # idle: nothing to see but zeros (IDLE_SAMPLES_SKIPPED)
+                await self._sleep(self._sample_interval)
+                continue
+            skipped, idle_since, received = 0, None, self._received
             try:
                 reply = await self._client.get_queue_attributes(
                     QueueUrl=self.queue.url, AttributeNames=[*gauges, "VisibilityTimeout"]
@@ -904,6 +930,8 @@ class SqsPoller:
                 visible = int(attributes.get("ApproximateNumberOfMessages", 0))  # progress.py
                 self.ctx.status.progress.work("queue", visible > 0, time.time())
                 self._visibility_changed(attributes.get("VisibilityTimeout"))
+                if all(int(attributes.get(name, 0)) == 0 for name in gauges):
+                    idle_since = received
             await self._sleep(self._sample_interval)
 
     def _visibility_changed(self, value: str | None) -> None:

@@ -129,6 +129,32 @@ return {1, owner, token, e}
 """
 )
 
+# Every lease of a replica in one call (one round trip, one clock reading), each exactly
+# as _RENEW does it.
+# KEYS: leases   ARGV: ttl_ms, then owner, token per lease   -> one _RENEW reply per lease
+_RENEW_ALL = (
+    _NOW
+    + """
+local now = now_ms()
+local e = now + tonumber(ARGV[1])
+local replies = {}
+for i, key in ipairs(KEYS) do
+  local want_owner, want_token = ARGV[2 * i], tonumber(ARGV[2 * i + 1])
+  local cur = redis.call('HMGET', key, 'owner', 'token', 'expires')
+  local owner, token, expires = cur[1] or '', tonumber(cur[2]) or 0, tonumber(cur[3]) or 0
+  if owner ~= want_owner or token ~= want_token then
+    replies[i] = {0, owner, token, expires}
+  elseif expires <= now then
+    replies[i] = {-1, owner, token, expires}
+  else
+    redis.call('HSET', key, 'expires', e)
+    replies[i] = {1, owner, token, e}
+  end
+end
+return replies
+"""
+)
+
 # KEYS: lease   ARGV: owner, token   -> 1 released, 0 not ours
 _RELEASE = """
 local cur = redis.call('HMGET', KEYS[1], 'owner', 'token')
@@ -241,6 +267,7 @@ class _RedisBackend:
         self.health = StoreHealth(store="redis", address=self.address, metrics=metrics)
         self.acquire = client.register_script(_ACQUIRE)
         self.renew = client.register_script(_RENEW)
+        self.renew_all = client.register_script(_RENEW_ALL)
         self.release = client.register_script(_RELEASE)
         self.steal = client.register_script(_STEAL)
         self.put = client.register_script(_PUT)
@@ -397,20 +424,13 @@ class RedisLeaseManager:
     ) -> builtins.list[Lease | LeaseLost]:
         if not leases:
             return []
-        millis = ttl_millis(ttl)
-
-        async def renew_in_one_round_trip() -> builtins.list[Any]:
-            async with self._b.client.pipeline(transaction=False) as pipe:
-                for lease in leases:
-                    await self._b.renew(
-                        keys=[self._b.lease_key(lease.name)],
-                        args=[lease.owner, lease.token, millis],
-                        client=pipe,
-                    )
-                replies: builtins.list[Any] = await pipe.execute()
-                return replies
-
-        replies = await self._b.call("renew", renew_in_one_round_trip)
+        keys = [self._b.lease_key(lease.name) for lease in leases]
+        args: builtins.list[str | int] = [ttl_millis(ttl)]
+        for lease in leases:
+            args += [lease.owner, lease.token]
+        replies: builtins.list[Any] = await self._b.call(
+            "renew", lambda: self._b.renew_all(keys=keys, args=args)
+        )
         return [_renewed(lease, reply) for lease, reply in zip(leases, replies, strict=True)]
 
     async def release(self, lease: Lease) -> None:
@@ -447,7 +467,9 @@ class RedisLeaseManager:
             names: builtins.list[str] = [
                 _text(name) for name in await client.zrangebylex(index, low, high)
             ]
-            async with client.pipeline(transaction=True) as pipe:
+            # Not a MULTI: the clock is read before the leases, so a lease that expires
+            # meanwhile shows as live, as if read a moment earlier (never the reverse).
+            async with client.pipeline(transaction=False) as pipe:
                 pipe.time()
                 for name in names:
                     pipe.hmget(self._b.lease_key(name), ["owner", "token", "expires"])

@@ -44,7 +44,7 @@ from pumphouse.pollers.streams.lineage import ShardLineage, ShardState
 from pumphouse.pollers.streams.records import StreamBinding, StreamRecord
 from pumphouse.pollers.streams.source import StartPosition, StreamSource
 from pumphouse.retrying import sleep_unless
-from pumphouse.state import Checkpoint, Lease, retry_state
+from pumphouse.state import Checkpoint, Lease, LeaseInfo, retry_state
 
 if TYPE_CHECKING:
     from pumphouse.config import EventSourceMapping
@@ -336,27 +336,36 @@ class StreamPoller(abc.ABC):
             owned.processor.lease = result
             owned.renewed_at = now
 
-    async def _members(self) -> list[str]:
-        """Take this replica's membership lease if it has none; the live members' ids.
+    async def _leases(self) -> tuple[list[str], list[LeaseInfo]]:
+        """The live members' ids and the shard leases, read in one listing (both names
+        start with the mapping's UUID); first takes this replica's membership lease if
+        it has none.
 
         Every replica that runs this mapping holds one (renewed with its shard leases),
         so each knows how many share the shards before they own any (see
-        :mod:`pumphouse.pollers.streams.leases`).
+        :mod:`pumphouse.pollers.streams.leases`). Without stealing (SQLite, one replica)
+        there are no members to know: only the shard leases are read.
         """
         leases, me = self.ctx.state.leases, self.ctx.replica_id
+        if not self.allow_steal:
+            return [], await leases.list(self.lease_prefix)
         if self._membership is None:
             self._membership = await leases.acquire(
                 self.members_prefix + me, me, ttl=self.lease_ttl
             )
-        infos = await leases.list(self.members_prefix)
-        return [info.owner for info in infos if info.owner and not info.expired]
+        infos = await leases.list(self.ctx.mapping.uuid)
+        members = [
+            info.owner
+            for info in infos
+            if info.name.startswith(self.members_prefix) and info.owner and not info.expired
+        ]
+        return members, [info for info in infos if info.name.startswith(self.lease_prefix)]
 
     async def _balance(self) -> None:
         ctx = self.ctx
         eligible = self.lineage.eligible()
         try:
-            members = await self._members() if self.allow_steal else []
-            infos = await ctx.state.leases.list(self.lease_prefix)
+            members, infos = await self._leases()
         except StateStoreError as err:
             ctx.status.problem(f"state store: {err}")
             return
