@@ -80,14 +80,14 @@ import asyncio
 import contextlib
 import ssl
 import time
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 import structlog
 from aiokafka import AIOKafkaConsumer
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import IllegalStateError, KafkaError
+from aiokafka.errors import KafkaError
 
 from pumphouse.aws import error_code
 from pumphouse.errors import DestinationError, SourceError
@@ -104,6 +104,7 @@ from pumphouse.pollers.destinations import (
     make_destination,
 )
 from pumphouse.pollers.dispatch import Dispatcher, FailureMessage, retry_policy
+from pumphouse.pollers.kafka_commits import COMMIT_RETRY_SECONDS, OffsetCommitter
 from pumphouse.pollers.kafka_destination import KafkaTopicDestination, describe_kafka_error
 from pumphouse.pollers.kafka_lanes import (
     BatchItem,
@@ -121,7 +122,6 @@ from pumphouse.pollers.kafka_records import (
 )
 from pumphouse.pollers.kafka_security import KafkaSecurity, build_security
 from pumphouse.pollers.policy import AttemptResult, FailureCondition, GiveUp
-from pumphouse.pollers.positions import CommitFence
 from pumphouse.pollers.responses import kafka_item_id
 from pumphouse.retrying import sleep_unless
 
@@ -129,7 +129,6 @@ if TYPE_CHECKING:
     from pumphouse.aws import AwsClients
     from pumphouse.pollers.base import MappingContext
     from pumphouse.runtime.slots import CallerSlots
-    from pumphouse.telemetry.metrics import MappingMetrics
 
 log = structlog.get_logger("pumphouse.pollers.kafka")
 
@@ -149,15 +148,8 @@ MIN_FETCH_RECORDS: Final = 1_000
 fetch response in one call, so aiokafka sends the next fetch at once."""
 MAX_FETCH_RECORDS: Final = 10_000
 LAG_SAMPLE_SECONDS: Final = 1.0
-COMMIT_RETRY_SECONDS: Final = 0.5
-COMMIT_ATTEMPT_SECONDS: Final = 10.0
-"""One commit attempt at most (aiokafka retries retriable errors inside it forever): a
-commit that cannot land is retried by the committer, fenced by generation."""
 MEMBERSHIP_RECHECK_SECONDS: Final = 0.1
 """How often a partition waiting for this member's place in the group looks again."""
-COMMIT_INTERVAL_SECONDS: Final = 0.02
-"""After a commit the committer waits this long, gathering positions for the next one:
-at most ~50 commits a second per mapping, however many batches finish."""
 
 
 # ---------------------------------------------------------------------------------------
@@ -246,135 +238,6 @@ def choose_msk_brokers(
         f"{security.sasl_mechanism or security.security_protocol}",
         retryable=False,
     )
-
-
-# ---------------------------------------------------------------------------------------
-# Commits
-
-
-class OffsetCommitter:
-    """Commits the partitions' latest finished positions, coalescing them.
-
-    ``advance`` only records a position; the ``run`` task commits everything recorded
-    since its last commit in one request, so a slow commit never holds up the
-    partitions and commits do not pile up. :meth:`commit` commits at once (revoke,
-    shutdown). A failed commit keeps the positions for the next round, but only while
-    the group stays at the generation they were recorded under (``generation``, see
-    :class:`~pumphouse.pollers.positions.CommitFence`); positions of partitions no longer
-    assigned are dropped.
-    """
-
-    def __init__(
-        self,
-        consumer: Any,
-        *,
-        metrics: MappingMetrics,
-        logger: Any,
-        generation: Callable[[], Hashable] = lambda: None,
-        member: Callable[[], bool] = lambda: True,
-        confirmed: Callable[[], None] = lambda: None,
-    ) -> None:
-        self._consumer = consumer
-        self._metrics = metrics
-        self._log = logger
-        self._generation = generation
-        self._member = member
-        self._confirmed = confirmed
-        self._fence: CommitFence[Any] = CommitFence()
-        self._pending: dict[Any, tuple[int, int]] = {}
-        self.committed: dict[Any, int] = {}
-        """The last offset committed per partition, by this member."""
-        self._wakeup = asyncio.Event()
-        self._lock = asyncio.Lock()
-
-    def advance(self, tp: Any, offset: int, count: int) -> None:
-        previous = self._pending.get(tp)
-        self._pending[tp] = (offset, count + (previous[1] if previous else 0))
-        self._fence.record(tp, self._generation())
-        self._wakeup.set()
-
-    def forget(self, tps: Sequence[Any]) -> None:
-        for tp in tps:
-            self._pending.pop(tp, None)
-            self.committed.pop(tp, None)
-            self._fence.forget(tp)
-
-    async def run(self) -> None:
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            committed = await self.commit()
-            await asyncio.sleep(COMMIT_INTERVAL_SECONDS if committed else COMMIT_RETRY_SECONDS)
-
-    async def commit(self, tps: Sequence[Any] | None = None) -> bool:
-        """Commit the recorded positions (of ``tps`` only, if given). False on failure."""
-        async with self._lock:
-            wanted = set(tps) if tps is not None else None
-            batch = {
-                tp: entry for tp, entry in self._pending.items() if wanted is None or tp in wanted
-            }
-            for tp in self._fence.admit(batch, self._generation())[1]:  # fenced: drop
-                del self._pending[tp], batch[tp]
-                self._log.warning(
-                    "commit dropped: recorded under an earlier group generation",
-                    partition=f"{tp.topic}-{tp.partition}",
-                )
-            if not batch:
-                return True
-            if not self._member():  # kafka_positions.py: *membership*
-                self._log.warning(
-                    "commit held: this member lost its place in the group; the next "
-                    "assignment resumes from the broker's committed offsets",
-                    partitions=sorted(f"{tp.topic}-{tp.partition}" for tp in batch),
-                )
-                return False
-            for tp in batch:
-                del self._pending[tp]
-            offsets = {tp: offset for tp, (offset, _) in batch.items()}
-            try:
-                await asyncio.wait_for(self._consumer.commit(offsets), COMMIT_ATTEMPT_SECONDS)
-            except IllegalStateError as err:
-                # Not assigned any more (revoked while the commit waited): not ours.
-                self._metrics.source_error("commit")
-                self._log.warning("commit skipped: partition not assigned", error=str(err))
-                return False
-            except Exception as err:
-                self._metrics.source_error("commit")
-                self._log.warning(
-                    "offset commit failed; will retry",
-                    error=describe_kafka_error(err),
-                    partitions=sorted(f"{tp.topic}-{tp.partition}" for tp in batch),
-                )
-                for tp, (offset, count) in batch.items():
-                    newer = self._pending.get(tp)
-                    self._pending[tp] = (newer[0], newer[1] + count) if newer else (offset, count)
-                return False
-            self.committed.update(offsets)
-            self._metrics.committed.inc(sum(count for _, count in batch.values()))
-            self._confirmed()
-            return True
-
-    async def probe(self) -> bool:
-        """Show that the group still knows this member: commit what is pending, else the
-        last committed offsets again (nothing committed yet: nothing to show)."""
-        if self._pending:
-            return await self.commit()
-        if not self.committed:
-            self._confirmed()
-            return True
-        async with self._lock:
-            try:
-                await asyncio.wait_for(
-                    self._consumer.commit(dict(self.committed)), COMMIT_ATTEMPT_SECONDS
-                )
-            except Exception as err:
-                self._metrics.source_error("commit")
-                self._log.warning(
-                    "membership check failed; records wait", error=describe_kafka_error(err)
-                )
-                return False
-        self._confirmed()
-        return True
 
 
 # ---------------------------------------------------------------------------------------
@@ -1075,7 +938,6 @@ __all__ = [
     "KafkaPoller",
     "KafkaSource",
     "KafkaTopicDestination",
-    "OffsetCommitter",
     "choose_msk_brokers",
     "msk_bootstrap_servers",
 ]
